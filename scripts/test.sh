@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds the dev and asan presets, runs every test
+# in both, then installs the library and builds an out-of-tree consumer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup-debian.sh
+
+for preset in dev asan; do
+  echo "=== preset ${preset}: configure, build, test ==="
+  cmake --preset "${preset}"
+  cmake --build --preset "${preset}"
+  ctest --preset "${preset}"
+done
+
+echo "=== install + find_package consumer ==="
+prefix=$(mktemp -d)
+consumer_build=$(mktemp -d)
+trap 'rm -rf "${prefix}" "${consumer_build}"' EXIT
+cmake --install build/dev --prefix "${prefix}"
+cmake -S tests/consumer -B "${consumer_build}" -DCMAKE_PREFIX_PATH="${prefix}" -DCMAKE_BUILD_TYPE=Release
+cmake --build "${consumer_build}" -j 2
+"${consumer_build}/consumer"
+echo "=== all tests passed ==="
