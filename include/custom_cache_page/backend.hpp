@@ -1,0 +1,115 @@
+// The backend concept: what a store of cached pages must offer, and
+// any_backend, the type-erased handle the registry and cache_page hold.
+//
+// | expression                  | meaning                                                       |
+// |-----------------------------|---------------------------------------------------------------|
+// | b.lookup(key, tags)         | the entry under `key` (null when absent or expired) and the   |
+// |                             | current counter of each tag, 0 for a counter that does not    |
+// |                             | exist, read in ONE trip to the store                          |
+// | b.tag_versions(tags)        | the counters of `tags`, creating missing ones at a fresh      |
+// |                             | random generation (never a small constant)                    |
+// | b.store(key, entry)         | stores `entry` unless a counter differs from the version the  |
+// |                             | entry recorded (a tag was invalidated meanwhile): then false; |
+// |                             | indexes the key under each tag; checked and stored atomically |
+// | b.erase(key)                | removes the entry; true if there was one                      |
+// | b.invalidate_tag(tag, mode) | bumps the tag's counter and removes (or marks stale) the      |
+// |                             | entries indexed under it; throws when it could not            |
+// | b.prepare_response(f, tags) | adds the backend's own headers (CDN tag headers) to a response|
+//
+// Failures throw (cache_error or anything else); cache_page turns a throwing
+// lookup or store into a pass-through, and invalidations propagate.
+#pragma once
+
+#include <custom_cache_page/entry.hpp>
+#include <custom_cache_page/error.hpp>
+#include <custom_cache_page/tags.hpp>
+
+#include <boost/beast/http/fields.hpp>
+
+#include <concepts>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace custom_cache_page {
+
+struct lookup_result {
+  std::shared_ptr<cached_response const> entry; // null: miss
+  std::vector<std::uint64_t> versions;          // one per requested tag; 0: no counter
+};
+
+struct invalidation_result {
+  std::string tag;
+  std::string backend;            // which backend did it (set by the registry)
+  std::uint64_t version = 0;      // the tag's counter after the bump
+  std::size_t entries_removed = 0; // entries the surrogate index held under the tag
+};
+
+template <class B>
+concept backend = requires(B& b, std::string const& key, std::span<resolved_tag const> tags,
+                           std::shared_ptr<cached_response const> entry, std::string const& tag,
+                           boost::beast::http::fields& fields, std::span<tag_version const> names) {
+  { b.lookup(key, tags) } -> std::same_as<lookup_result>;
+  { b.tag_versions(tags) } -> std::same_as<std::vector<std::uint64_t>>;
+  { b.store(key, entry) } -> std::same_as<bool>;
+  { b.erase(key) } -> std::same_as<bool>;
+  { b.invalidate_tag(tag) } -> std::same_as<invalidation_result>;
+  b.prepare_response(fields, names);
+};
+
+// A copyable handle to any backend (shared ownership).
+class any_backend {
+public:
+  any_backend() = default;
+
+  template <backend B>
+  any_backend(std::shared_ptr<B> b) : self_(std::make_shared<model<B>>(std::move(b))) {} // NOLINT: implicit
+
+  explicit operator bool() const { return self_ != nullptr; }
+
+  lookup_result lookup(std::string const& key, std::span<resolved_tag const> tags) const { return self_->lookup(key, tags); }
+  std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const> tags) const { return self_->tag_versions(tags); }
+  bool store(std::string const& key, std::shared_ptr<cached_response const> entry) const {
+    return self_->store(key, std::move(entry));
+  }
+  bool erase(std::string const& key) const { return self_->erase(key); }
+  invalidation_result invalidate_tag(std::string const& tag) const { return self_->invalidate_tag(tag); }
+  void prepare_response(boost::beast::http::fields& f, std::span<tag_version const> names) const {
+    self_->prepare_response(f, names);
+  }
+
+  // The backend object, when it is a B.
+  template <class B>
+  B* target() const {
+    auto* m = dynamic_cast<model<B>*>(self_.get());
+    return m ? m->b.get() : nullptr;
+  }
+
+private:
+  struct concept_ {
+    virtual ~concept_() = default;
+    virtual lookup_result lookup(std::string const&, std::span<resolved_tag const>) = 0;
+    virtual std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const>) = 0;
+    virtual bool store(std::string const&, std::shared_ptr<cached_response const>) = 0;
+    virtual bool erase(std::string const&) = 0;
+    virtual invalidation_result invalidate_tag(std::string const&) = 0;
+    virtual void prepare_response(boost::beast::http::fields&, std::span<tag_version const>) = 0;
+  };
+  template <class B>
+  struct model final : concept_ {
+    explicit model(std::shared_ptr<B> p) : b(std::move(p)) {}
+    lookup_result lookup(std::string const& k, std::span<resolved_tag const> t) override { return b->lookup(k, t); }
+    std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const> t) override { return b->tag_versions(t); }
+    bool store(std::string const& k, std::shared_ptr<cached_response const> e) override { return b->store(k, std::move(e)); }
+    bool erase(std::string const& k) override { return b->erase(k); }
+    invalidation_result invalidate_tag(std::string const& t) override { return b->invalidate_tag(t); }
+    void prepare_response(boost::beast::http::fields& f, std::span<tag_version const> n) override { b->prepare_response(f, n); }
+    std::shared_ptr<B> b;
+  };
+
+  std::shared_ptr<concept_> self_;
+};
+
+} // namespace custom_cache_page

@@ -1,0 +1,116 @@
+// cache_options: everything cache_page can be told, as an aggregate for
+// designated initialisers. Fields in the order a reader needs them.
+#pragma once
+
+#include <custom_cache_page/backend.hpp>
+#include <custom_cache_page/keys.hpp>
+#include <custom_cache_page/request_view.hpp>
+#include <custom_cache_page/stats.hpp>
+#include <custom_cache_page/tags.hpp>
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/status.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace custom_cache_page {
+
+// How long a response stays cached: a duration, or a callable that looks at
+// the handler's response (its header) and returns one.
+class cache_timeout {
+public:
+  using function = std::function<std::chrono::seconds(http::response_header<> const&)>;
+
+  template <class Rep, class Period>
+  cache_timeout(std::chrono::duration<Rep, Period> d) // NOLINT: implicit by design
+      : fixed_(std::chrono::duration_cast<std::chrono::seconds>(d)) {}
+
+  template <class F>
+    requires std::is_invocable_r_v<std::chrono::seconds, F const&, http::response_header<> const&>
+  cache_timeout(F f) : fn_(std::move(f)) {} // NOLINT
+
+  std::chrono::seconds operator()(http::response_header<> const& res) const { return fn_ ? fn_(res) : fixed_; }
+
+private:
+  std::chrono::seconds fixed_{0};
+  function fn_;
+};
+
+// A key prefix: a string, or a callable on the request.
+class key_prefix {
+public:
+  key_prefix() = default;
+  key_prefix(std::string s) : fixed_(std::move(s)) {}        // NOLINT
+  key_prefix(char const* s) : fixed_(s) {}                   // NOLINT
+  template <class F>
+    requires std::is_invocable_r_v<std::string, F const&, request_view const&>
+  key_prefix(F f) : fn_(std::move(f)) {} // NOLINT
+
+  std::string operator()(request_view const& r) const { return fn_ ? fn_(r) : fixed_; }
+
+private:
+  std::string fixed_;
+  std::function<std::string(request_view const&)> fn_;
+};
+
+// Where entries go: the registry's default backend, a registered name, or
+// a backend object.
+class backend_choice {
+public:
+  backend_choice() = default;
+  backend_choice(std::string name) : choice_(std::move(name)) {} // NOLINT
+  backend_choice(char const* name) : choice_(std::string(name)) {} // NOLINT
+  backend_choice(any_backend b) : choice_(std::move(b)) {}          // NOLINT
+  template <backend B>
+  backend_choice(std::shared_ptr<B> b) : choice_(any_backend(std::move(b))) {} // NOLINT
+
+  bool is_default() const { return std::holds_alternative<std::monostate>(choice_); }
+  std::string const* name() const { return std::get_if<std::string>(&choice_); }
+  any_backend const* object() const { return std::get_if<any_backend>(&choice_); }
+
+private:
+  std::variant<std::monostate, std::string, any_backend> choice_;
+};
+
+using request_predicate = std::function<bool(request_view const&)>;
+using key_function = std::function<std::string(request_view const&)>;
+
+struct cache_options {
+  // How long a stored response is served. Zero or less: not stored.
+  cache_timeout timeout = std::chrono::seconds(300);
+  // What makes two requests the same page.
+  key_function key_func = generate_cache_key;
+  // Tags for invalidation: names, callables, versioned(...).
+  std::vector<tag> tags = {};
+  // Put in front of the key (namespaces pages of different handlers).
+  key_prefix prefix = {};
+  // Where entries live; the registry's default when left empty.
+  backend_choice backend = {};
+  // Cache only requests for which this holds (all when empty).
+  request_predicate only_if = {};
+  // Requests for which this holds skip the lookup, run the handler and
+  // replace the stored entry (the Python package's _bust_cache).
+  request_predicate refresh_if = {};
+  // Statuses that may be stored.
+  std::vector<http::status> cacheable_statuses = {http::status::ok};
+  // Bodies larger than this are not stored.
+  std::size_t max_body_size = std::size_t{8} << 20;
+  // Store per Vary: only serve an entry to requests whose varying fields match.
+  bool honour_vary = true;
+  // Cache requests that carry Authorization (RFC 9111 §3.5 says don't, unless
+  // the response explicitly allows it; set only for responses that never depend on it).
+  bool cache_authorized = false;
+  // Add a strong ETag (SHA-256 of the body) to stored responses without one.
+  bool add_etag = false;
+  // The cache's name in Cache-Status (RFC 9211).
+  std::string cache_status_name = "custom_cache_page";
+  // Where counts go; global_stats() when null.
+  std::shared_ptr<stats> statistics = nullptr;
+};
+
+} // namespace custom_cache_page

@@ -1,0 +1,348 @@
+// cache_page(options, handler): a Beast request handler that answers from
+// the cache when it can and calls `handler` when it must.
+//
+//   auto cached = ccp::cache_page({.timeout = 60s, .tags = {"catalog"}}, handle);
+//   http::message_generator msg = cached(std::move(req));
+//
+// `handler` takes the request (any body; by value, reference or rvalue, as
+// it likes), optionally followed by a ccp::fill_context&, and returns an
+// http::response<Body> whose body is contiguous bytes (string_body,
+// vector_body<char>, ...). The request's decisions are in
+// detail/http_semantics.hpp; this file only sequences them. A cache that
+// fails never fails the request: the handler answers and the error is
+// counted.
+#pragma once
+
+#include <custom_cache_page/backend.hpp>
+#include <custom_cache_page/cache_options.hpp>
+#include <custom_cache_page/detail/digest.hpp>
+#include <custom_cache_page/detail/http_semantics.hpp>
+#include <custom_cache_page/detail/shared_body.hpp>
+#include <custom_cache_page/fill_context.hpp>
+#include <custom_cache_page/keys.hpp>
+#include <custom_cache_page/registry.hpp>
+#include <custom_cache_page/request_view.hpp>
+#include <custom_cache_page/stats.hpp>
+
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/message_generator.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <ranges>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace custom_cache_page {
+
+namespace detail {
+
+template <class T>
+struct is_response : std::false_type {};
+template <class Body, class Fields>
+struct is_response<http::response<Body, Fields>> : std::true_type {};
+
+template <class T>
+struct is_request : std::false_type {};
+template <class Body>
+struct is_request<http::request<Body>> : std::true_type {};
+
+template <class Body>
+concept contiguous_bytes_body = std::ranges::contiguous_range<typename Body::value_type> &&
+    (sizeof(std::ranges::range_value_t<typename Body::value_type>) == 1);
+
+template <class Body>
+std::string_view body_bytes(typename Body::value_type const& v) {
+  return {reinterpret_cast<char const*>(std::ranges::data(v)), std::ranges::size(v)};
+}
+
+template <class Body>
+std::string take_body(typename Body::value_type& v) {
+  if constexpr (std::is_same_v<typename Body::value_type, std::string>) return std::move(v);
+  else return std::string(body_bytes<Body>(v));
+}
+
+} // namespace detail
+
+template <class Handler>
+class cached_handler {
+public:
+  cached_handler(cache_options options, Handler handler)
+      : self_(std::make_shared<state const>(state{std::move(options), std::move(handler)})) {}
+
+  template <class Request>
+    requires detail::is_request<std::remove_cvref_t<Request>>::value
+  http::message_generator operator()(Request&& req) const {
+    auto const& o = self_->options;
+    request_view const view(req);
+    auto const method = req.method();
+
+    if (method != http::verb::get && method != http::verb::head) return other_method(std::forward<Request>(req), view);
+    if (auto why = detail::bypass_reason(view, o)) return bypass(std::forward<Request>(req), *why);
+    bool wanted = true;
+    try {
+      wanted = !o.only_if || o.only_if(view);
+    } catch (...) {
+      return bypass(std::forward<Request>(req), "error", true);
+    }
+    if (!wanted) return bypass(std::forward<Request>(req), "only-if");
+
+    prepared p;
+    try {
+      p = prepare(view);
+    } catch (...) {
+      return bypass(std::forward<Request>(req), "error", true);
+    }
+
+    bool refresh = false;
+    try {
+      refresh = o.refresh_if && o.refresh_if(view);
+    } catch (...) {
+      stats().error();
+    }
+
+    lookup_result found;
+    bool store_down = false;
+    std::string_view fwd = refresh ? "request" : "miss";
+    if (!refresh) {
+      try {
+        found = p.backend.lookup(p.key, p.tags);
+      } catch (...) {
+        stats().error();
+        store_down = true;
+      }
+    }
+    if (found.entry) {
+      if (detail::entry_answers(*found.entry, p.tags, found.versions, req)) {
+        stats().hit();
+        return answer(found.entry, req, p.backend, true, "");
+      }
+      fwd = "vary-miss";
+    }
+
+    stats().miss();
+    // The handler may consume the request: keep what the answer needs.
+    http::request<http::empty_body> const header(req.base());
+    fill_context ctx(p.backend);
+    if (method == http::verb::head) {
+      stats().not_stored(not_stored_reason::head_request);
+      return pass_through(call(std::forward<Request>(req), ctx), fmt::format("fwd={}; detail=head", fwd));
+    }
+    if (store_down) {
+      stats().not_stored(not_stored_reason::store_failed);
+      return pass_through(call(std::forward<Request>(req), ctx), fmt::format("fwd={}; detail=store-unavailable", fwd));
+    }
+    // The versions this fill is built under, read before the handler runs.
+    bool snapshot_ok = true;
+    if (found.versions.size() != p.tags.size() ||
+        std::find(found.versions.begin(), found.versions.end(), 0) != found.versions.end()) {
+      try {
+        found.versions = p.backend.tag_versions(p.tags);
+      } catch (...) {
+        stats().error();
+        snapshot_ok = false;
+      }
+    }
+    return fill(call(std::forward<Request>(req), ctx), header, p, found.versions, snapshot_ok, ctx, fwd);
+  }
+
+private:
+  struct state {
+    cache_options options;
+    Handler handler;
+  };
+  struct prepared {
+    std::string key; // storage key
+    std::vector<resolved_tag> tags;
+    any_backend backend;
+  };
+
+  custom_cache_page::stats& stats() const {
+    return self_->options.statistics ? *self_->options.statistics : global_stats();
+  }
+
+  any_backend backend() const {
+    auto const& choice = self_->options.backend;
+    if (auto const* b = choice.object()) return *b;
+    if (auto const* name = choice.name()) return default_registry().get(*name);
+    return default_registry().get_default();
+  }
+
+  prepared prepare(request_view const& view) const {
+    auto const& o = self_->options;
+    return {storage_key(o.prefix(view), o.key_func(view)), resolve_tags(o.tags, view), backend()};
+  }
+
+  template <class Request>
+  auto call(Request&& req, fill_context& ctx) const {
+    using result = std::conditional_t<std::is_invocable_v<Handler const&, Request&&, fill_context&>,
+                                      std::invoke_result<Handler const&, Request&&, fill_context&>,
+                                      std::invoke_result<Handler const&, Request&&>>;
+    static_assert(detail::is_response<typename result::type>::value,
+                  "cache_page: the handler must return an http::response<Body>");
+    if constexpr (std::is_invocable_v<Handler const&, Request&&, fill_context&>)
+      return std::invoke(self_->handler, std::forward<Request>(req), ctx);
+    else
+      return std::invoke(self_->handler, std::forward<Request>(req));
+  }
+
+  template <class Body>
+  http::message_generator pass_through(http::response<Body> res, std::string_view params) const {
+    res.set("Cache-Status", detail::cache_status(detail::sv(res["Cache-Status"]), self_->options.cache_status_name, params));
+    return http::message_generator(std::move(res));
+  }
+
+  template <class Request>
+  http::message_generator bypass(Request&& req, std::string_view why, bool error = false) const {
+    if (error) stats().error();
+    stats().bypass();
+    fill_context inert;
+    return pass_through(call(std::forward<Request>(req), inert), fmt::format("fwd=bypass; detail={}", why));
+  }
+
+  // Unsafe methods run the handler and, when it succeeds, remove the entry
+  // that a GET of the same target would hit (RFC 9111 §4.4).
+  template <class Request>
+  http::message_generator other_method(Request&& req, request_view const& view) const {
+    stats().bypass();
+    std::optional<prepared> p;
+    if (detail::is_unsafe(req.method()) && view.valid()) {
+      try {
+        p = prepare(view);
+      } catch (...) {
+        stats().error();
+      }
+    }
+    fill_context inert;
+    auto res = call(std::forward<Request>(req), inert);
+    if (p && res.result_int() < 400) {
+      try {
+        p->backend.erase(p->key);
+      } catch (...) {
+        stats().error();
+      }
+    }
+    return pass_through(std::move(res), "fwd=method");
+  }
+
+  template <class Body>
+  http::message_generator fill(http::response<Body> res, http::request<http::empty_body> const& req, prepared const& p,
+                               std::vector<std::uint64_t> const& versions, bool snapshot_ok, fill_context const& ctx,
+                               std::string_view fwd) const {
+    static_assert(detail::contiguous_bytes_body<Body>,
+                  "cache_page: the handler's response body must be contiguous bytes (string_body, vector_body<char>)");
+    auto const& o = self_->options;
+    auto why = detail::not_storable(res, detail::body_bytes<Body>(res.body()).size(), o);
+    if (!why && ctx.declined()) why = not_stored_reason::handler_declined;
+    if (!why && (!snapshot_ok || ctx.snapshot_failed())) why = not_stored_reason::store_failed;
+    std::chrono::seconds ttl{0};
+    if (!why) {
+      try {
+        ttl = o.timeout(res);
+      } catch (...) {
+        stats().error();
+      }
+      if (ttl.count() <= 0) why = not_stored_reason::zero_timeout;
+    }
+    if (why) {
+      stats().not_stored(*why);
+      return pass_through(std::move(res), fmt::format("fwd={}; detail={}", fwd, to_string(*why)));
+    }
+
+    auto const now = cached_response::clock::now();
+    auto e = std::make_shared<cached_response>();
+    e->status = res.result_int();
+    e->stored_at = now;
+    e->expires_at = now + ttl;
+    // As Django's patch_response_headers: Expires unless set, and a max-age
+    // no longer than the timeout.
+    if (res.find(http::field::expires) == res.end()) res.set(http::field::expires, detail::http_date(e->expires_at));
+    res.set(http::field::cache_control, detail::with_max_age(detail::sv(res[http::field::cache_control]), ttl.count(), true));
+    if (o.add_etag && res.find(http::field::etag) == res.end())
+      res.set(http::field::etag, "\"" + detail::sha256_hex(detail::body_bytes<Body>(res.body())).substr(0, 32) + "\"");
+    for (auto const& f : res)
+      if (detail::stored_field(res, f.name(), detail::sv(f.name_string())))
+        e->headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    for (std::size_t i = 0; i < p.tags.size(); ++i) e->tags.push_back({p.tags[i].name, versions[i], p.tags[i].versioned});
+    for (std::size_t i = 0; i < ctx.added_tags().size(); ++i) {
+      auto const& t = ctx.added_tags()[i];
+      if (std::none_of(e->tags.begin(), e->tags.end(), [&](tag_version const& x) { return x.name == t.name; }))
+        e->tags.push_back({t.name, ctx.added_versions()[i], t.versioned});
+    }
+    if (o.honour_vary) e->vary = detail::vary_values(req, detail::vary_fields(res));
+    e->body = detail::take_body<Body>(res.body());
+
+    bool stored = false;
+    std::string_view detail = "";
+    try {
+      stored = p.backend.store(p.key, e);
+      if (!stored) detail = "; detail=invalidated";
+    } catch (...) {
+      stats().error();
+      detail = "; detail=store-failed";
+    }
+    if (stored) stats().store();
+    else stats().not_stored(detail == "; detail=invalidated" ? not_stored_reason::invalidated : not_stored_reason::store_failed);
+    return answer(std::move(e), req, p.backend, false, fmt::format("fwd={}{}{}", fwd, stored ? "; stored" : "", detail));
+  }
+
+  // An answer built from a stored entry: the full response, a HEAD's header,
+  // or 304 when the request's validators match.
+  template <class Request>
+  http::message_generator answer(std::shared_ptr<cached_response const> e, Request const& req,
+                                 any_backend const& b, bool hit, std::string_view miss_params) const {
+    using namespace std::chrono;
+    auto const now = cached_response::clock::now();
+    auto const age = std::max<long long>(0, duration_cast<seconds>(now - e->stored_at).count());
+    auto const remaining = std::max<long long>(0, duration_cast<seconds>(e->expires_at - now).count());
+    auto const& name = self_->options.cache_status_name;
+
+    auto fill_header = [&](auto& res, bool validators_only) {
+      for (auto const& [field, value] : e->headers) {
+        auto f = http::string_to_field(field);
+        if (validators_only && !(f == http::field::etag || f == http::field::cache_control ||
+                                 f == http::field::expires || f == http::field::vary ||
+                                 f == http::field::last_modified || f == http::field::content_location))
+          continue;
+        if (f == http::field::cache_control) res.insert(f, detail::with_max_age(value, hit ? remaining : remaining, false));
+        else if (f != http::field::unknown) res.insert(f, value);
+        else res.insert(field, value);
+      }
+      if (hit) res.set(http::field::age, std::to_string(age));
+      std::string params = hit ? fmt::format("hit; ttl={}", remaining) : std::string(miss_params);
+      res.set("Cache-Status", detail::cache_status(detail::sv(res["Cache-Status"]), name, params));
+      res.version(req.version());
+      res.keep_alive(req.keep_alive());
+      b.prepare_response(res.base(), e->tags);
+    };
+
+    if (e->status == 200 && detail::not_modified(req, *e)) {
+      http::response<http::empty_body> res{http::status::not_modified, req.version()};
+      fill_header(res, true);
+      return http::message_generator(std::move(res));
+    }
+    if (req.method() == http::verb::head) {
+      http::response<http::empty_body> res{static_cast<http::status>(e->status), req.version()};
+      fill_header(res, false);
+      res.content_length(e->body.size());
+      return http::message_generator(std::move(res));
+    }
+    http::response<detail::shared_body> res{static_cast<http::status>(e->status), req.version()};
+    fill_header(res, false);
+    res.content_length(e->body.size());
+    res.body().entry = std::move(e);
+    return http::message_generator(std::move(res));
+  }
+
+  std::shared_ptr<state const> self_;
+};
+
+// Wraps `handler` (see cached_handler) with `options`.
+template <class Handler>
+cached_handler<std::decay_t<Handler>> cache_page(cache_options options, Handler&& handler) {
+  return {std::move(options), std::forward<Handler>(handler)};
+}
+
+} // namespace custom_cache_page

@@ -1,0 +1,257 @@
+// The HTTP decisions of one request (RFC 9111, RFC 9110, RFC 9211) as plain
+// functions on headers: tested without I/O, used by cache_page.
+#pragma once
+
+#include <custom_cache_page/backend.hpp>
+#include <custom_cache_page/cache_options.hpp>
+#include <custom_cache_page/entry.hpp>
+#include <custom_cache_page/stats.hpp>
+
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/verb.hpp>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <ctime>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace custom_cache_page::detail {
+
+namespace beast = boost::beast;
+
+inline std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
+inline bool iequals(std::string_view a, std::string_view b) {
+  return beast::iequals(beast::string_view(a.data(), a.size()), beast::string_view(b.data(), b.size()));
+}
+inline std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Every field `name` of a header, as a range.
+template <class Fields, class Name>
+auto all_of_field(Fields const& fields, Name const& name) {
+  auto [first, last] = fields.equal_range(name);
+  return std::ranges::subrange(first, last);
+}
+
+// Calls f(item) for each comma-separated, trimmed, non-empty item.
+template <class F>
+void for_each_list_item(std::string_view list, F&& f) {
+  while (!list.empty()) {
+    auto comma = list.find(',');
+    auto item = trim(list.substr(0, comma));
+    if (!item.empty()) f(item);
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+}
+
+// The directive `name` of a Cache-Control value: nothing when absent, its
+// argument (possibly empty, quotes removed) when present.
+inline std::optional<std::string_view> cache_directive(std::string_view cache_control, std::string_view name) {
+  std::optional<std::string_view> found;
+  for_each_list_item(cache_control, [&](std::string_view item) {
+    auto eq = item.find('=');
+    if (found || !iequals(trim(item.substr(0, eq)), name)) return;
+    std::string_view arg = eq == std::string_view::npos ? std::string_view{} : trim(item.substr(eq + 1));
+    if (arg.size() >= 2 && arg.front() == '"' && arg.back() == '"') arg = arg.substr(1, arg.size() - 2);
+    found = arg;
+  });
+  return found;
+}
+
+// RFC 9111 §4.4: methods whose success invalidates what GET would return.
+inline bool is_unsafe(http::verb m) {
+  return m != http::verb::get && m != http::verb::head && m != http::verb::options && m != http::verb::trace;
+}
+
+// Why the request must not be answered from or stored in the cache; empty
+// when it may. `method` is handled apart (unsafe methods invalidate).
+inline std::optional<std::string_view> bypass_reason(request_view const& r, cache_options const& o) {
+  if (!r.valid()) return "malformed-target";
+  if (r.has(http::field::authorization) && !o.cache_authorized) return "authorization";
+  return std::nullopt;
+}
+
+// Why a handler's response must not be stored; empty when it may.
+inline std::optional<not_stored_reason> not_storable(http::response_header<> const& res, std::size_t body_size,
+                                                     cache_options const& o) {
+  if (std::find(o.cacheable_statuses.begin(), o.cacheable_statuses.end(), res.result()) == o.cacheable_statuses.end())
+    return not_stored_reason::status;
+  if (res.find(http::field::set_cookie) != res.end()) return not_stored_reason::set_cookie;
+  for (auto const& f : all_of_field(res, http::field::cache_control)) {
+    if (cache_directive(sv(f.value()), "no-store")) return not_stored_reason::no_store;
+    if (cache_directive(sv(f.value()), "private")) return not_stored_reason::private_response;
+  }
+  for (auto const& f : all_of_field(res, http::field::vary)) {
+    bool star = false;
+    for_each_list_item(sv(f.value()), [&](std::string_view item) { star = star || item == "*"; });
+    if (star) return not_stored_reason::vary_star;
+  }
+  if (body_size > o.max_body_size) return not_stored_reason::too_large;
+  return std::nullopt;
+}
+
+// Fields not replayed from a stored response: hop-by-hop (RFC 9110 §7.6.1),
+// those named by Connection, Set-Cookie, and those computed per answer.
+inline bool stored_field(http::response_header<> const& res, http::field f, std::string_view name) {
+  switch (f) {
+  case http::field::connection:
+  case http::field::keep_alive:
+  case http::field::proxy_authenticate:
+  case http::field::proxy_authorization:
+  case http::field::proxy_connection:
+  case http::field::te:
+  case http::field::trailer:
+  case http::field::transfer_encoding:
+  case http::field::upgrade:
+  case http::field::set_cookie:
+  case http::field::set_cookie2:
+  case http::field::age:
+  case http::field::content_length:
+  case http::field::date:
+    return false;
+  default:
+    break;
+  }
+  if (iequals(name, "Cache-Status")) return false;
+  bool listed = false;
+  for (auto const& c : all_of_field(res, http::field::connection))
+    for_each_list_item(sv(c.value()), [&](std::string_view item) { listed = listed || iequals(item, name); });
+  return !listed;
+}
+
+// Lower-case field names listed by Vary.
+inline std::vector<std::string> vary_fields(http::response_header<> const& res) {
+  std::vector<std::string> out;
+  for (auto const& f : all_of_field(res, http::field::vary))
+    for_each_list_item(sv(f.value()), [&](std::string_view item) {
+      std::string name(item);
+      for (auto& c : name) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+      if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(std::move(name));
+    });
+  return out;
+}
+
+// The request's value for each varying field, all occurrences joined.
+inline std::vector<std::pair<std::string, std::string>> vary_values(http::request_header<> const& req,
+                                                                    std::vector<std::string> const& names) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto const& name : names) {
+    std::string value;
+    for (auto const& f : all_of_field(req, beast::string_view(name.data(), name.size()))) {
+      if (!value.empty()) value += ", ";
+      value.append(f.value().data(), f.value().size());
+    }
+    out.emplace_back(name, std::move(value));
+  }
+  return out;
+}
+
+// Whether a stored entry may answer this request: every requested tag was
+// recorded at its current version, and every varying field matches.
+inline bool entry_answers(cached_response const& e, std::span<resolved_tag const> tags,
+                          std::span<std::uint64_t const> versions, http::request_header<> const& req) {
+  for (std::size_t i = 0; i < tags.size(); ++i) {
+    auto it = std::find_if(e.tags.begin(), e.tags.end(), [&](tag_version const& t) { return t.name == tags[i].name; });
+    if (it == e.tags.end() || i >= versions.size() || it->version != versions[i]) return false;
+  }
+  for (auto const& [name, value] : e.vary) {
+    std::string current;
+    for (auto const& f : all_of_field(req, beast::string_view(name.data(), name.size()))) {
+      if (!current.empty()) current += ", ";
+      current.append(f.value().data(), f.value().size());
+    }
+    if (current != value) return false;
+  }
+  return true;
+}
+
+// IMF-fixdate (RFC 9110 §5.6.7).
+inline std::string http_date(std::chrono::system_clock::time_point t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  return fmt::format("{:%a, %d %b %Y %H:%M:%S} GMT", fmt::gmtime(tt));
+}
+
+inline std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string_view s) {
+  std::tm tm{};
+  std::string text(s);
+  char const* end = ::strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (end == nullptr || *end != '\0') return std::nullopt;
+  return std::chrono::system_clock::from_time_t(::timegm(&tm));
+}
+
+// If-None-Match against an entity tag, weak comparison (RFC 9110 §13.1.2).
+inline bool etag_matches(std::string_view if_none_match, std::string_view etag) {
+  if (etag.empty()) return false;
+  auto opaque = [](std::string_view t) { return t.starts_with("W/") ? t.substr(2) : t; };
+  bool match = false;
+  for_each_list_item(if_none_match, [&](std::string_view item) {
+    match = match || item == "*" || opaque(item) == opaque(etag);
+  });
+  return match;
+}
+
+// Whether a conditional GET/HEAD may be answered 304 from `e`. If-None-Match
+// takes precedence over If-Modified-Since (RFC 9110 §13.2.2).
+inline bool not_modified(http::request_header<> const& req, cached_response const& e) {
+  auto inm = req.find(http::field::if_none_match);
+  if (inm != req.end()) return etag_matches(sv(inm->value()), e.header("ETag"));
+  auto ims = req.find(http::field::if_modified_since);
+  auto last_modified = e.header("Last-Modified");
+  if (ims == req.end() || last_modified.empty()) return false;
+  auto since = parse_http_date(sv(ims->value()));
+  auto modified = parse_http_date(last_modified);
+  return since && modified && *modified <= *since;
+}
+
+// Cache-Control with max-age set to `max_age` seconds, other directives kept
+// (Django's patch_cache_control: an existing smaller max-age wins when
+// `keep_smaller`).
+inline std::string with_max_age(std::string_view cache_control, long long max_age, bool keep_smaller) {
+  std::string out;
+  for_each_list_item(cache_control, [&](std::string_view item) {
+    auto name = trim(item.substr(0, item.find('=')));
+    if (iequals(name, "max-age")) {
+      if (keep_smaller) {
+        auto arg = trim(item.substr(std::min(item.size(), item.find('=') + 1)));
+        long long existing = 0;
+        auto [p, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), existing);
+        if (ec == std::errc{} && p == arg.data() + arg.size()) max_age = std::min(max_age, existing);
+      }
+      return;
+    }
+    if (!out.empty()) out += ", ";
+    out += item;
+  });
+  if (!out.empty()) out += ", ";
+  out += fmt::format("max-age={}", std::max(0LL, max_age));
+  return out;
+}
+
+// One Cache-Status member (RFC 9211), appended to what is already there.
+inline std::string cache_status(std::string_view existing, std::string_view cache_name, std::string_view params) {
+  std::string out;
+  if (!trim(existing).empty()) {
+    out.append(existing);
+    out += ", ";
+  }
+  out += cache_name;
+  out += "; ";
+  out += params;
+  return out;
+}
+
+} // namespace custom_cache_page::detail

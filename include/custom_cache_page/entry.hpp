@@ -1,0 +1,200 @@
+// cached_response: one stored page, and its binary encoding for stores that
+// keep bytes (Redis). The encoding is versioned and length-checked: any
+// value that does not decode exactly is rejected (a miss, never a crash).
+#pragma once
+
+#include <boost/beast/core/string.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace custom_cache_page {
+
+// The version of a tag's counter that an entry was built under.
+struct tag_version {
+  std::string name;
+  std::uint64_t version = 0;
+  bool versioned = false;
+
+  friend bool operator==(tag_version const&, tag_version const&) = default;
+};
+
+struct cached_response {
+  using clock = std::chrono::system_clock;
+
+  unsigned status = 200;
+  // Response header fields as the handler set them, less hop-by-hop fields,
+  // Set-Cookie and the fields recomputed on every answer (Age, Date,
+  // Content-Length, Cache-Status).
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  clock::time_point stored_at{};
+  clock::time_point expires_at{};
+  // Every tag of the entry with the counter version it was built under.
+  std::vector<tag_version> tags;
+  // With Vary honoured: each varying request field (lower case) and the
+  // value it had for the request this response was built for.
+  std::vector<std::pair<std::string, std::string>> vary;
+
+  std::string_view header(std::string_view name) const {
+    for (auto const& [n, v] : headers)
+      if (boost::beast::iequals(n, boost::beast::string_view(name.data(), name.size()))) return v;
+    return {};
+  }
+
+  // What the entry occupies in memory, counted for byte budgets.
+  std::size_t footprint() const {
+    std::size_t n = sizeof(cached_response) + body.capacity();
+    for (auto const& [k, v] : headers) n += sizeof(std::pair<std::string, std::string>) + k.capacity() + v.capacity();
+    for (auto const& t : tags) n += sizeof(tag_version) + t.name.capacity();
+    for (auto const& [k, v] : vary) n += sizeof(std::pair<std::string, std::string>) + k.capacity() + v.capacity();
+    return n;
+  }
+};
+
+namespace detail {
+
+// Encoding, version 1 (all integers little-endian):
+//   "CCPE" u8 version=1
+//   u16 status  i64 stored_at_us  i64 expires_at_us
+//   u32 n_headers  { u32 len name  u32 len value }*
+//   u32 n_tags     { u32 len name  u64 version  u8 versioned }*
+//   u32 n_vary     { u32 len name  u32 len value }*
+//   u32 len body
+// and nothing after.
+inline constexpr std::string_view entry_magic = "CCPE";
+inline constexpr std::uint8_t entry_format_version = 1;
+
+class entry_writer {
+public:
+  void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  template <class T>
+  void integer(T v) {
+    for (std::size_t i = 0; i < sizeof(T); ++i) out_.push_back(static_cast<char>((static_cast<std::uint64_t>(v) >> (8 * i)) & 0xff));
+  }
+  void bytes(std::string_view s) {
+    integer(static_cast<std::uint32_t>(s.size()));
+    out_.append(s);
+  }
+  std::string take() { return std::move(out_); }
+  std::string& raw() { return out_; }
+
+private:
+  std::string out_;
+};
+
+class entry_reader {
+public:
+  explicit entry_reader(std::string_view in) : in_(in) {}
+  bool ok() const { return ok_; }
+  bool at_end() const { return pos_ == in_.size(); }
+  std::string_view take(std::size_t n) {
+    if (!ok_ || in_.size() - pos_ < n) {
+      ok_ = false;
+      return {};
+    }
+    auto s = in_.substr(pos_, n);
+    pos_ += n;
+    return s;
+  }
+  template <class T>
+  T integer() {
+    auto s = take(sizeof(T));
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) v |= static_cast<std::uint64_t>(static_cast<unsigned char>(s[i])) << (8 * i);
+    return static_cast<T>(v);
+  }
+  std::string bytes() { return std::string(take(integer<std::uint32_t>())); }
+  // A count of items each at least `min_item` bytes long: bounded by what is
+  // left, so a corrupt count cannot make us reserve gigabytes.
+  std::uint32_t count(std::size_t min_item) {
+    auto n = integer<std::uint32_t>();
+    if (ok_ && static_cast<std::uint64_t>(n) * min_item > in_.size() - pos_) ok_ = false;
+    return ok_ ? n : 0;
+  }
+
+private:
+  std::string_view in_;
+  std::size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+inline std::int64_t to_us(cached_response::clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+inline cached_response::clock::time_point from_us(std::int64_t us) {
+  return cached_response::clock::time_point(
+      std::chrono::duration_cast<cached_response::clock::duration>(std::chrono::microseconds(us)));
+}
+
+} // namespace detail
+
+inline std::string encode_entry(cached_response const& e) {
+  detail::entry_writer w;
+  w.raw().reserve(64 + e.body.size() + e.headers.size() * 32);
+  w.raw().append(detail::entry_magic);
+  w.u8(detail::entry_format_version);
+  w.integer(static_cast<std::uint16_t>(e.status));
+  w.integer(detail::to_us(e.stored_at));
+  w.integer(detail::to_us(e.expires_at));
+  w.integer(static_cast<std::uint32_t>(e.headers.size()));
+  for (auto const& [n, v] : e.headers) {
+    w.bytes(n);
+    w.bytes(v);
+  }
+  w.integer(static_cast<std::uint32_t>(e.tags.size()));
+  for (auto const& t : e.tags) {
+    w.bytes(t.name);
+    w.integer(t.version);
+    w.u8(t.versioned ? 1 : 0);
+  }
+  w.integer(static_cast<std::uint32_t>(e.vary.size()));
+  for (auto const& [n, v] : e.vary) {
+    w.bytes(n);
+    w.bytes(v);
+  }
+  w.bytes(e.body);
+  return w.take();
+}
+
+// The entry, or nothing when `bytes` is not exactly one well-formed entry of
+// a format version this library reads.
+inline std::optional<cached_response> decode_entry(std::string_view bytes) {
+  detail::entry_reader r(bytes);
+  if (r.take(detail::entry_magic.size()) != detail::entry_magic) return std::nullopt;
+  if (r.integer<std::uint8_t>() != detail::entry_format_version) return std::nullopt;
+  cached_response e;
+  e.status = r.integer<std::uint16_t>();
+  e.stored_at = detail::from_us(r.integer<std::int64_t>());
+  e.expires_at = detail::from_us(r.integer<std::int64_t>());
+  for (auto n = r.count(8); n > 0 && r.ok(); --n) {
+    auto name = r.bytes();
+    auto value = r.bytes();
+    e.headers.emplace_back(std::move(name), std::move(value));
+  }
+  for (auto n = r.count(13); n > 0 && r.ok(); --n) {
+    tag_version t;
+    t.name = r.bytes();
+    t.version = r.integer<std::uint64_t>();
+    auto flag = r.integer<std::uint8_t>();
+    if (flag > 1) return std::nullopt;
+    t.versioned = flag == 1;
+    e.tags.push_back(std::move(t));
+  }
+  for (auto n = r.count(8); n > 0 && r.ok(); --n) {
+    auto name = r.bytes();
+    auto value = r.bytes();
+    e.vary.emplace_back(std::move(name), std::move(value));
+  }
+  e.body = r.bytes();
+  if (!r.ok() || !r.at_end() || e.status < 100 || e.status > 999) return std::nullopt;
+  return e;
+}
+
+} // namespace custom_cache_page

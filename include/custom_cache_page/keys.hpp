@@ -1,0 +1,95 @@
+// Cache key helpers: readable, injective keys from a request, and hashes.
+//
+// generate_cache_key("/a/b?Z=1&a=2&a=3") == "/a/b?a:2&a:3&Z:1"
+// Parameters are sorted by name, case-insensitively and stably (repeated
+// names keep their order); names and values are decoded, then ':' '&' '%'
+// (and '?' in the path) are percent-escaped so that no two different
+// requests share a key.
+#pragma once
+
+#include <custom_cache_page/detail/digest.hpp>
+#include <custom_cache_page/request_view.hpp>
+
+#include <algorithm>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace custom_cache_page {
+
+namespace detail {
+
+inline void append_escaped(std::string& out, std::string_view s, std::string_view specials) {
+  static constexpr char digits[] = "0123456789ABCDEF";
+  for (char c : s) {
+    if (c == '%' || specials.find(c) != std::string_view::npos) {
+      auto u = static_cast<unsigned char>(c);
+      out += '%';
+      out += digits[u >> 4];
+      out += digits[u & 0x0f];
+    } else {
+      out += c;
+    }
+  }
+}
+
+inline bool iless(std::string_view a, std::string_view b) {
+  return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+    auto lx = static_cast<unsigned char>(x >= 'A' && x <= 'Z' ? x + 32 : x);
+    auto ly = static_cast<unsigned char>(y >= 'A' && y <= 'Z' ? y + 32 : y);
+    return lx < ly;
+  });
+}
+
+// "k:v&k:v" from the decoded parameters; a parameter without '=' has no ':'.
+inline std::string canonical_query(request_view const& r) {
+  struct param {
+    std::string key, value;
+    bool has_value;
+  };
+  std::vector<param> params;
+  for (auto const& p : r.query_params()) params.push_back({p.key, p.value, p.has_value});
+  std::stable_sort(params.begin(), params.end(), [](param const& a, param const& b) { return iless(a.key, b.key); });
+  std::string out;
+  for (auto const& p : params) {
+    if (!out.empty()) out += '&';
+    append_escaped(out, p.key, ":&");
+    if (p.has_value) {
+      out += ':';
+      append_escaped(out, p.value, ":&");
+    }
+  }
+  return out;
+}
+
+} // namespace detail
+
+// The decoded path, then '?' and the canonical query when there is one.
+inline std::string generate_cache_key(request_view const& r) {
+  std::string key;
+  detail::append_escaped(key, r.decoded_path(), "?");
+  if (r.has_query_string()) {
+    key += '?';
+    key += detail::canonical_query(r);
+  }
+  return key;
+}
+
+// The canonical query alone: the same page for every path.
+inline std::string generate_query_params_cache_key(request_view const& r) { return detail::canonical_query(r); }
+
+// MD5 hex of `key`, as the Python package's hash_key (compatibility only:
+// stored keys use SHA-256).
+inline std::string hash_key(std::string_view key) { return detail::md5_hex(key); }
+
+// The key a backend stores under: SHA-256 of the prefix (length-delimited,
+// so prefix and key cannot trade characters) and the key.
+inline std::string storage_key(std::string_view prefix, std::string_view key) {
+  std::string material = std::to_string(prefix.size());
+  material += ':';
+  material += prefix;
+  material += key;
+  return detail::sha256_hex(material);
+}
+
+} // namespace custom_cache_page

@@ -1,0 +1,208 @@
+// The registry: backends by name, a default backend, and invalidate_tag(s).
+//
+// With nothing configured the default backend is an in-memory one named
+// "memory". The environment variable CUSTOM_CACHE_PAGE_BACKEND, when set,
+// configures the default backend from a URL (see make_backend()).
+#pragma once
+
+#include <custom_cache_page/backend.hpp>
+#include <custom_cache_page/backends/memory_backend.hpp>
+#include <custom_cache_page/error.hpp>
+#include <custom_cache_page/stats.hpp>
+
+#include <boost/url/parse.hpp>
+
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace custom_cache_page {
+
+namespace detail {
+
+// "256MiB", "64k", "1048576" -> bytes.
+inline std::size_t parse_size(std::string_view text, std::string_view what) {
+  std::size_t i = 0;
+  std::uint64_t n = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') n = n * 10 + static_cast<unsigned>(text[i++] - '0');
+  std::string unit(text.substr(i));
+  for (auto& c : unit) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+  std::uint64_t mul = 0;
+  if (unit.empty() || unit == "b") mul = 1;
+  else if (unit == "k" || unit == "kb" || unit == "kib") mul = 1ull << 10;
+  else if (unit == "m" || unit == "mb" || unit == "mib") mul = 1ull << 20;
+  else if (unit == "g" || unit == "gb" || unit == "gib") mul = 1ull << 30;
+  if (i == 0 || mul == 0)
+    throw cache_error(error::bad_configuration, "bad size for " + std::string(what) + ": '" + std::string(text) + "'");
+  return static_cast<std::size_t>(n * mul);
+}
+
+} // namespace detail
+
+// Builds a backend from a URL. The core knows "memory://?max_bytes=..&max_entry=..";
+// other schemes are added with registry::add_scheme (the Redis component
+// registers "redis" and "unix").
+using backend_factory = std::function<any_backend(boost::urls::url_view const&)>;
+
+class registry {
+public:
+  registry() {
+    add_scheme("memory", [](boost::urls::url_view const& u) {
+      memory_backend_options o;
+      for (auto const& p : u.params()) {
+        if (p.key == "max_bytes") o.max_bytes = detail::parse_size(p.value, "max_bytes");
+        else if (p.key == "max_entry") o.max_entry = detail::parse_size(p.value, "max_entry");
+        else throw cache_error(error::bad_configuration, "unknown memory:// option '" + std::string(p.key) + "'");
+      }
+      return any_backend(std::make_shared<memory_backend>(o));
+    });
+  }
+
+  void add_scheme(std::string scheme, backend_factory factory) {
+    std::unique_lock lock(mutex_);
+    schemes_[std::move(scheme)] = std::move(factory);
+  }
+
+  // A new backend from its URL; an unknown scheme throws naming it.
+  any_backend make_backend(std::string_view url) const {
+    auto parsed = boost::urls::parse_uri(url);
+    if (!parsed)
+      throw cache_error(error::bad_configuration, "bad backend URL '" + std::string(url) + "'");
+    std::string scheme(parsed->scheme());
+    backend_factory factory;
+    {
+      std::shared_lock lock(mutex_);
+      auto it = schemes_.find(scheme);
+      if (it == schemes_.end()) throw unknown_backend_error(scheme);
+      factory = it->second;
+    }
+    return factory(*parsed);
+  }
+
+  // Registers `b` as `name`; the first backend added becomes the default.
+  void add(std::string name, any_backend b) {
+    std::unique_lock lock(mutex_);
+    if (default_name_.empty()) default_name_ = name;
+    backends_[std::move(name)] = std::move(b);
+  }
+  void add(std::string name, std::string_view url) { add(std::move(name), make_backend(url)); }
+
+  void set_default(std::string name) {
+    std::unique_lock lock(mutex_);
+    if (!backends_.contains(name)) throw unknown_backend_error(name);
+    default_name_ = std::move(name);
+  }
+
+  // The backend registered as `name`; throws unknown_backend_error naming it.
+  any_backend get(std::string_view name) const {
+    std::shared_lock lock(mutex_);
+    auto it = backends_.find(name);
+    if (it == backends_.end()) throw unknown_backend_error(std::string(name));
+    return it->second;
+  }
+
+  // The default backend; an in-memory "memory" backend when none was added.
+  any_backend get_default() {
+    {
+      std::shared_lock lock(mutex_);
+      if (!default_name_.empty()) return backends_.find(default_name_)->second;
+    }
+    std::unique_lock lock(mutex_);
+    if (default_name_.empty()) {
+      default_name_ = "memory";
+      backends_.emplace("memory", any_backend(std::make_shared<memory_backend>()));
+    }
+    return backends_.find(default_name_)->second;
+  }
+  std::string default_name() {
+    get_default();
+    std::shared_lock lock(mutex_);
+    return default_name_;
+  }
+
+  std::vector<std::string> names() const {
+    std::shared_lock lock(mutex_);
+    std::vector<std::string> out;
+    for (auto const& [name, b] : backends_) out.push_back(name);
+    return out;
+  }
+
+  // Drops every backend (tests; reconfiguration at start-up).
+  void clear() {
+    std::unique_lock lock(mutex_);
+    backends_.clear();
+    default_name_.clear();
+  }
+
+  // Invalidates both the versioned and the plain entries of `tag` in the
+  // named backend (the default when `backend_name` is empty). Throws when the
+  // backend is unknown or the invalidation failed: it never reports success
+  // for an invalidation that did not happen.
+  invalidation_result invalidate_tag(std::string_view tag, std::string_view backend_name = {}) {
+    std::string name = backend_name.empty() ? default_name() : std::string(backend_name);
+    any_backend b = get(name);
+    std::string normalized = normalize_surrogate(tag);
+    if (normalized.empty()) throw invalidation_error(std::string(tag), "the tag is empty once normalised");
+    invalidation_result r;
+    try {
+      r = b.invalidate_tag(normalized);
+    } catch (invalidation_error const&) {
+      throw;
+    } catch (std::exception const& e) {
+      throw invalidation_error(normalized, e.what());
+    }
+    r.backend = name;
+    global_stats().invalidation();
+    return r;
+  }
+
+  // Invalidates each tag; every tag is attempted even when one fails, then
+  // the first failure is rethrown.
+  std::vector<invalidation_result> invalidate_tags(std::vector<std::string> const& tags, std::string_view backend_name = {}) {
+    std::vector<invalidation_result> results;
+    std::exception_ptr first_failure;
+    for (auto const& t : tags) {
+      try {
+        results.push_back(invalidate_tag(t, backend_name));
+      } catch (...) {
+        if (!first_failure) first_failure = std::current_exception();
+      }
+    }
+    if (first_failure) std::rethrow_exception(first_failure);
+    return results;
+  }
+
+private:
+  mutable std::shared_mutex mutex_;
+  std::map<std::string, any_backend, std::less<>> backends_;
+  std::map<std::string, backend_factory, std::less<>> schemes_;
+  std::string default_name_;
+};
+
+// The process-wide registry that cache_page and the free functions use.
+inline registry& default_registry() {
+  static registry r;
+  static bool const configured = [] {
+    if (char const* url = std::getenv("CUSTOM_CACHE_PAGE_BACKEND"); url != nullptr && *url != '\0')
+      r.add("default", r.make_backend(url));
+    return true;
+  }();
+  (void)configured;
+  return r;
+}
+
+inline invalidation_result invalidate_tag(std::string_view tag, std::string_view backend_name = {}) {
+  return default_registry().invalidate_tag(tag, backend_name);
+}
+
+inline std::vector<invalidation_result> invalidate_tags(std::vector<std::string> const& tags,
+                                                        std::string_view backend_name = {}) {
+  return default_registry().invalidate_tags(tags, backend_name);
+}
+
+} // namespace custom_cache_page

@@ -1,0 +1,117 @@
+// Counters of what the cache did, readable as a struct and as Prometheus
+// text exposition.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <fmt/format.h>
+
+namespace custom_cache_page {
+
+// Why a response was not stored.
+enum class not_stored_reason : std::uint8_t {
+  status,           // status not in cacheable_statuses
+  set_cookie,       // carries Set-Cookie
+  no_store,         // Cache-Control: no-store
+  private_response, // Cache-Control: private
+  vary_star,        // Vary: *
+  too_large,        // body over max_body_size
+  handler_declined, // the handler called do_not_cache()
+  invalidated,      // a tag was invalidated while the handler ran
+  head_request,     // a HEAD miss: no body to store
+  zero_timeout,     // timeout of zero or less
+  store_failed,     // the backend could not store it
+  count_
+};
+
+inline constexpr std::string_view to_string(not_stored_reason r) {
+  constexpr std::array<std::string_view, static_cast<std::size_t>(not_stored_reason::count_)> names{
+      "status", "set-cookie", "no-store", "private", "vary-star", "too-large",
+      "handler-declined", "invalidated", "head", "zero-timeout", "store-failed"};
+  return names[static_cast<std::size_t>(r)];
+}
+
+struct stats_snapshot {
+  std::uint64_t hits = 0;
+  std::uint64_t misses = 0;
+  std::uint64_t stored = 0;
+  std::array<std::uint64_t, static_cast<std::size_t>(not_stored_reason::count_)> not_stored{};
+  std::uint64_t bypasses = 0;
+  std::uint64_t stale = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t invalidations = 0;
+
+  std::uint64_t not_stored_total() const {
+    std::uint64_t n = 0;
+    for (auto v : not_stored) n += v;
+    return n;
+  }
+};
+
+class stats {
+public:
+  void hit() { add(hits_); }
+  void miss() { add(misses_); }
+  void store() { add(stored_); }
+  void not_stored(not_stored_reason r) { add(not_stored_[static_cast<std::size_t>(r)]); }
+  void bypass() { add(bypasses_); }
+  void stale() { add(stale_); }
+  void error() { add(errors_); }
+  void invalidation() { add(invalidations_); }
+
+  stats_snapshot snapshot() const {
+    stats_snapshot s;
+    s.hits = hits_.load(std::memory_order_relaxed);
+    s.misses = misses_.load(std::memory_order_relaxed);
+    s.stored = stored_.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < s.not_stored.size(); ++i) s.not_stored[i] = not_stored_[i].load(std::memory_order_relaxed);
+    s.bypasses = bypasses_.load(std::memory_order_relaxed);
+    s.stale = stale_.load(std::memory_order_relaxed);
+    s.errors = errors_.load(std::memory_order_relaxed);
+    s.invalidations = invalidations_.load(std::memory_order_relaxed);
+    return s;
+  }
+
+  // Prometheus text exposition format, metric names prefixed `prefix`.
+  std::string prometheus(std::string_view prefix = "custom_cache_page") const {
+    auto s = snapshot();
+    std::string out;
+    auto counter = [&](std::string_view name, std::string_view help, std::uint64_t v) {
+      fmt::format_to(std::back_inserter(out), "# HELP {0}_{1}_total {2}\n# TYPE {0}_{1}_total counter\n{0}_{1}_total {3}\n",
+                     prefix, name, help, v);
+    };
+    counter("hits", "Responses answered from the cache.", s.hits);
+    counter("misses", "Cacheable requests answered by the handler.", s.misses);
+    counter("stored", "Responses stored.", s.stored);
+    fmt::format_to(std::back_inserter(out),
+                   "# HELP {0}_not_stored_total Responses not stored, by reason.\n# TYPE {0}_not_stored_total counter\n",
+                   prefix);
+    for (std::size_t i = 0; i < s.not_stored.size(); ++i)
+      fmt::format_to(std::back_inserter(out), "{}_not_stored_total{{reason=\"{}\"}} {}\n", prefix,
+                     to_string(static_cast<not_stored_reason>(i)), s.not_stored[i]);
+    counter("bypasses", "Requests that bypassed the cache (method, Authorization, only_if).", s.bypasses);
+    counter("stale", "Stale responses served.", s.stale);
+    counter("errors", "Cache failures absorbed (the handler answered instead).", s.errors);
+    counter("invalidations", "Tags invalidated.", s.invalidations);
+    return out;
+  }
+
+private:
+  static void add(std::atomic<std::uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
+
+  std::atomic<std::uint64_t> hits_{0}, misses_{0}, stored_{0};
+  std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(not_stored_reason::count_)> not_stored_{};
+  std::atomic<std::uint64_t> bypasses_{0}, stale_{0}, errors_{0}, invalidations_{0};
+};
+
+// The counters used when cache_options names none.
+inline stats& global_stats() {
+  static stats s;
+  return s;
+}
+
+} // namespace custom_cache_page
