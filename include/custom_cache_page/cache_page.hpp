@@ -296,7 +296,8 @@ private:
     using namespace std::chrono;
     auto const now = cached_response::clock::now();
     auto const age = std::max<long long>(0, duration_cast<seconds>(now - e->stored_at).count());
-    auto const remaining = std::max<long long>(0, duration_cast<seconds>(e->expires_at - now).count());
+    // In whole seconds from the same Age, so that ttl and max-age agree.
+    auto const remaining = std::max<long long>(0, duration_cast<seconds>(e->expires_at - e->stored_at).count() - age);
     auto const& name = self_->options.cache_status_name;
 
     auto fill_header = [&](auto& res, bool validators_only) {
@@ -306,7 +307,7 @@ private:
                                  f == http::field::expires || f == http::field::vary ||
                                  f == http::field::last_modified || f == http::field::content_location))
           continue;
-        if (f == http::field::cache_control) res.insert(f, detail::with_max_age(value, hit ? remaining : remaining, false));
+        if (f == http::field::cache_control && hit) res.insert(f, detail::counted_down(value, age));
         else if (f != http::field::unknown) res.insert(f, value);
         else res.insert(field, value);
       }

@@ -106,6 +106,7 @@ inline std::optional<not_stored_reason> not_storable(http::response_header<> con
 
 // Fields not replayed from a stored response: hop-by-hop (RFC 9110 §7.6.1),
 // those named by Connection, Set-Cookie, and those computed per answer.
+// An upstream Cache-Status is kept: ours is appended to it on every answer.
 inline bool stored_field(http::response_header<> const& res, http::field f, std::string_view name) {
   switch (f) {
   case http::field::connection:
@@ -126,7 +127,6 @@ inline bool stored_field(http::response_header<> const& res, http::field f, std:
   default:
     break;
   }
-  if (iequals(name, "Cache-Status")) return false;
   bool listed = false;
   for (auto const& c : all_of_field(res, http::field::connection))
     for_each_list_item(sv(c.value()), [&](std::string_view item) { listed = listed || iequals(item, name); });
@@ -239,6 +239,17 @@ inline std::string with_max_age(std::string_view cache_control, long long max_ag
   if (!out.empty()) out += ", ";
   out += fmt::format("max-age={}", std::max(0LL, max_age));
   return out;
+}
+
+// The Cache-Control of a hit `age` seconds old: the stored max-age counted
+// down, other directives kept.
+inline std::string counted_down(std::string_view cache_control, long long age) {
+  long long stored = 0;
+  if (auto arg = cache_directive(cache_control, "max-age")) {
+    auto [p, ec] = std::from_chars(arg->data(), arg->data() + arg->size(), stored);
+    if (ec != std::errc{}) return std::string(cache_control);
+  }
+  return with_max_age(cache_control, stored - age, false);
 }
 
 // One Cache-Status member (RFC 9211), appended to what is already there.

@@ -1,0 +1,437 @@
+#include <custom_cache_page/cache_page.hpp>
+
+#include "../support/messages.hpp"
+
+#include <custom_cache_page/backends/memory_backend.hpp>
+#include <custom_cache_page/versioned.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <functional>
+#include <thread>
+
+namespace ccp = custom_cache_page;
+namespace http = boost::beast::http;
+using namespace std::chrono_literals;
+using ccp_test::make_request;
+using ccp_test::receive;
+
+namespace {
+
+// One cached handler over its own memory backend and counters; the handler
+// counts its calls and answers with what `respond` builds.
+struct harness {
+  std::shared_ptr<ccp::memory_backend> backend = std::make_shared<ccp::memory_backend>();
+  std::shared_ptr<ccp::stats> counters = std::make_shared<ccp::stats>();
+  std::shared_ptr<std::atomic<int>> calls = std::make_shared<std::atomic<int>>(0);
+  std::function<void(http::request<http::string_body> const&, http::response<http::string_body>&, ccp::fill_context&)>
+      respond = [](auto const&, auto&, auto&) {};
+
+  ccp::cache_options options(ccp::cache_options o = {}) const {
+    o.backend = backend;
+    o.statistics = counters;
+    return o;
+  }
+
+  auto wrap(ccp::cache_options o = {}) {
+    return ccp::cache_page(options(std::move(o)), [this](http::request<http::string_body> const& req, ccp::fill_context& ctx) {
+      int n = ++*calls;
+      http::response<http::string_body> res{http::status::ok, req.version()};
+      res.set(http::field::content_type, "text/plain");
+      res.body() = "call " + std::to_string(n) + " for " + std::string(req.target());
+      respond(req, res, ctx);
+      res.prepare_payload();
+      return res;
+    });
+  }
+};
+
+ccp_test::received get(auto const& handler, std::string target, std::vector<std::pair<std::string, std::string>> headers = {}) {
+  return receive(handler(make_request(http::verb::get, std::move(target), std::move(headers))));
+}
+
+} // namespace
+
+TEST_CASE("a second GET is a hit with the same body, Age and RFC 9211 Cache-Status", "[cache_page]") {
+  harness h;
+  auto cached = h.wrap({.timeout = 600s});
+  auto first = get(cached, "/products?b=2&a=1");
+  auto second = get(cached, "/products?a=1&b=2"); // same key: parameters are sorted
+  CHECK(*h.calls == 1);
+  CHECK(first.body() == second.body());
+  CHECK(first.cache_status() == "custom_cache_page; fwd=miss; stored");
+  CHECK_THAT(second.cache_status(), Catch::StartsWith("custom_cache_page; hit; ttl="));
+  CHECK(second.header("Age") == "0");
+  CHECK(second.header("Content-Type") == "text/plain");
+  // Django's patch_response_headers: max-age equals the timeout, Expires set.
+  CHECK(first.header("Cache-Control") == "max-age=600");
+  CHECK_FALSE(first.header("Expires").empty());
+  CHECK(second.header("Expires") == first.header("Expires"));
+  auto snap = h.counters->snapshot();
+  CHECK(snap.hits == 1);
+  CHECK(snap.misses == 1);
+  CHECK(snap.stored == 1);
+}
+
+TEST_CASE("hits send the stored body bytes without copying them", "[cache_page]") {
+  harness h;
+  h.respond = [](auto const&, auto& res, auto&) { res.body() = std::string(64 * 1024, 'x'); };
+  auto cached = h.wrap();
+  get(cached, "/big");
+  auto a = get(cached, "/big");
+  auto b = get(cached, "/big");
+  REQUIRE(a.body().size() == 64 * 1024);
+  // The body buffer of both hits starts at the same address: the stored entry's.
+  CHECK(a.buffer_addresses.back() == b.buffer_addresses.back());
+}
+
+TEST_CASE("hits count max-age down and carry Age", "[cache_page]") {
+  harness h;
+  auto cached = h.wrap({.timeout = 100s});
+  get(cached, "/p");
+  std::this_thread::sleep_for(1100ms);
+  auto hit = get(cached, "/p");
+  CHECK(hit.header("Age") == "1");
+  CHECK(hit.header("Cache-Control") == "max-age=99");
+  CHECK_THAT(hit.cache_status(), Catch::EndsWith("hit; ttl=99"));
+}
+
+TEST_CASE("an existing smaller max-age and other directives are kept, a larger one is lowered", "[cache_page]") {
+  harness h;
+  h.respond = [](auto const& req, auto& res, auto&) {
+    res.set(http::field::cache_control, req.target() == "/small" ? "public, max-age=60" : "public, max-age=9999");
+  };
+  auto cached = h.wrap({.timeout = 600s});
+  CHECK(get(cached, "/small").header("Cache-Control") == "public, max-age=60");
+  CHECK(get(cached, "/large").header("Cache-Control") == "public, max-age=600");
+}
+
+TEST_CASE("Cache-Status is appended to a member the handler already set", "[cache_page]") {
+  harness h;
+  h.respond = [](auto const&, auto& res, auto&) { res.set("Cache-Status", "origin-cache; hit"); };
+  auto cached = h.wrap();
+  CHECK(get(cached, "/x").cache_status() == "origin-cache; hit, custom_cache_page; fwd=miss; stored");
+  CHECK_THAT(get(cached, "/x").cache_status(), Catch::StartsWith("origin-cache; hit, custom_cache_page; hit"));
+}
+
+TEST_CASE("HEAD is answered from the GET entry with headers only", "[cache_page]") {
+  harness h;
+  auto cached = h.wrap();
+  SECTION("a HEAD miss runs the handler and stores nothing") {
+    auto head = receive(cached(make_request(http::verb::head, "/h")), true);
+    CHECK_THAT(head.cache_status(), Catch::Contains("detail=head"));
+    CHECK(*h.calls == 1);
+    get(cached, "/h");
+    CHECK(*h.calls == 2);
+  }
+  SECTION("a HEAD hit") {
+    auto full = get(cached, "/h");
+    auto head = receive(cached(make_request(http::verb::head, "/h")), true);
+    CHECK(*h.calls == 1);
+    CHECK(head.response.result() == http::status::ok);
+    CHECK(head.header("Content-Length") == std::to_string(full.body().size()));
+    CHECK(head.body().empty());
+    CHECK_THAT(head.cache_status(), Catch::Contains("hit"));
+  }
+}
+
+TEST_CASE("unsafe methods are never answered from the cache and invalidate the GET entry", "[cache_page]") {
+  for (auto method : {http::verb::post, http::verb::put, http::verb::patch, http::verb::delete_}) {
+    harness h;
+    auto cached = h.wrap();
+    get(cached, "/item/1");
+    get(cached, "/item/1");
+    REQUIRE(*h.calls == 1);
+    auto res = receive(cached(make_request(method, "/item/1", {}, "body")));
+    CHECK(*h.calls == 2);
+    CHECK(res.cache_status() == "custom_cache_page; fwd=method");
+    auto after = get(cached, "/item/1");
+    CHECK(*h.calls == 3);
+    CHECK_THAT(after.cache_status(), Catch::Contains("fwd=miss"));
+  }
+}
+
+TEST_CASE("a failed unsafe request leaves the entry alone", "[cache_page]") {
+  harness h;
+  h.respond = [](auto const& req, auto& res, auto&) {
+    if (req.method() == http::verb::put) res.result(http::status::conflict);
+  };
+  auto cached = h.wrap();
+  get(cached, "/item/1");
+  receive(cached(make_request(http::verb::put, "/item/1", {}, "x")));
+  CHECK_THAT(get(cached, "/item/1").cache_status(), Catch::Contains("hit"));
+}
+
+TEST_CASE("requests with Authorization and requests failing only_if bypass the cache", "[cache_page]") {
+  harness h;
+  auto cached = h.wrap({.only_if = [](ccp::request_view r) { return !r.has_query("preview"); }});
+  get(cached, "/a");
+  auto auth = get(cached, "/a", {{"Authorization", "Bearer secret"}});
+  CHECK(auth.cache_status() == "custom_cache_page; fwd=bypass; detail=authorization");
+  CHECK(*h.calls == 2);
+  auto preview = get(cached, "/a?preview=1");
+  auto preview2 = get(cached, "/a?preview=1");
+  CHECK(preview2.cache_status() == "custom_cache_page; fwd=bypass; detail=only-if");
+  CHECK(*h.calls == 4);
+  CHECK(h.counters->snapshot().bypasses == 3);
+}
+
+TEST_CASE("cache_authorized lets Authorization requests be cached when the application says so", "[cache_page]") {
+  harness h;
+  auto cached = h.wrap({.cache_authorized = true});
+  get(cached, "/a", {{"Authorization", "Bearer x"}});
+  CHECK_THAT(get(cached, "/a", {{"Authorization", "Bearer x"}}).cache_status(), Catch::Contains("hit"));
+}
+
+TEST_CASE("responses that must not be shared are not stored", "[cache_page]") {
+  struct row {
+    char const* name;
+    std::function<void(http::response<http::string_body>&)> change;
+    char const* detail;
+  };
+  std::vector<row> rows{
+      {"Set-Cookie", [](auto& r) { r.set(http::field::set_cookie, "session=abc"); }, "set-cookie"},
+      {"no-store", [](auto& r) { r.set(http::field::cache_control, "no-store"); }, "no-store"},
+      {"private", [](auto& r) { r.set(http::field::cache_control, "private, max-age=60"); }, "private"},
+      {"Vary: *", [](auto& r) { r.set(http::field::vary, "*"); }, "vary-star"},
+      {"404", [](auto& r) { r.result(http::status::not_found); }, "status"},
+      {"500", [](auto& r) { r.result(http::status::internal_server_error); }, "status"},
+  };
+  for (auto const& r : rows) {
+    INFO(r.name);
+    harness h;
+    h.respond = [&](auto const&, auto& res, auto&) { r.change(res); };
+    auto cached = h.wrap();
+    auto first = get(cached, "/x");
+    auto second = get(cached, "/x");
+    CHECK(*h.calls == 2);
+    CHECK(second.cache_status() == std::string("custom_cache_page; fwd=miss; detail=") + r.detail);
+    // Each client gets its own response, Set-Cookie included.
+    CHECK(first.body() != second.body());
+  }
+}
+
+TEST_CASE("cacheable_statuses and max_body_size are honoured", "[cache_page]") {
+  harness h;
+  h.respond = [](auto const& req, auto& res, auto&) {
+    if (req.target() == "/gone") res.result(http::status::not_found);
+    if (req.target() == "/big") res.body() = std::string(2000, 'b');
+  };
+  auto cached = h.wrap({.cacheable_statuses = {http::status::ok, http::status::not_found}, .max_body_size = 1000});
+  get(cached, "/gone");
+  CHECK_THAT(get(cached, "/gone").cache_status(), Catch::Contains("hit"));
+  get(cached, "/big");
+  CHECK(get(cached, "/big").cache_status() == "custom_cache_page; fwd=miss; detail=too-large");
+}
+
+TEST_CASE("a zero timeout, or one computed from the response, decides storage", "[cache_page]") {
+  harness h;
+  h.respond = [](auto const& req, auto& res, auto&) { res.set("X-TTL", req.target() == "/short" ? "0" : "30"); };
+  auto cached = h.wrap({.timeout = [](http::response_header<> const& res) {
+    return std::chrono::seconds(std::stoi(std::string(res["X-TTL"])));
+  }});
+  get(cached, "/short");
+  CHECK(get(cached, "/short").cache_status() == "custom_cache_page; fwd=miss; detail=zero-timeout");
+  CHECK(get(cached, "/long").header("Cache-Control") == "max-age=30");
+}
+
+TEST_CASE("stored headers are replayed except hop-by-hop fields", "[cache_page]") {
+  harness h;
+  h.respond = [](auto const&, auto& res, auto&) {
+    res.set("X-Custom", "kept");
+    res.set(http::field::connection, "X-Hop");
+    res.set("X-Hop", "dropped");
+    res.set(http::field::date, "Sun, 06 Nov 1994 08:49:37 GMT");
+  };
+  auto cached = h.wrap();
+  get(cached, "/x");
+  auto hit = get(cached, "/x");
+  CHECK(hit.header("X-Custom") == "kept");
+  CHECK(hit.header("X-Hop").empty());
+  CHECK(hit.header("Date").empty());
+}
+
+TEST_CASE("the handler can decline caching and add tags through fill_context", "[cache_page]") {
+  harness h;
+  h.respond = [](auto const& req, auto&, ccp::fill_context& ctx) {
+    if (req.target() == "/preview") ctx.do_not_cache();
+    if (req.target() == "/item") ctx.add_tag("learned-tag");
+  };
+  auto cached = h.wrap();
+  get(cached, "/preview");
+  auto second = get(cached, "/preview");
+  CHECK(second.cache_status() == "custom_cache_page; fwd=miss; detail=handler-declined");
+  // No internal marker reaches the client.
+  for (auto const& f : second.response) CHECK_THAT(std::string(f.name_string()), !Catch::Contains("ccp", Catch::CaseSensitive::No));
+
+  get(cached, "/item");
+  CHECK_THAT(get(cached, "/item").cache_status(), Catch::Contains("hit"));
+  auto result = h.backend->invalidate_tag("learned-tag");
+  CHECK(result.entries_removed == 1);
+  CHECK_THAT(get(cached, "/item").cache_status(), Catch::Contains("fwd=miss"));
+}
+
+TEST_CASE("refresh_if forces a refresh that replaces the entry", "[cache_page]") {
+  harness h;
+  auto cached = h.wrap({.refresh_if = [](ccp::request_view r) { return r.has("X-Refresh"); }});
+  auto a = get(cached, "/r");
+  auto refreshed = get(cached, "/r", {{"X-Refresh", "1"}});
+  CHECK(refreshed.cache_status() == "custom_cache_page; fwd=request; stored");
+  auto b = get(cached, "/r");
+  CHECK(b.body() == refreshed.body());
+  CHECK(b.body() != a.body());
+}
+
+TEST_CASE("plain and versioned tags both invalidate (the seed skipped plain tags)", "[cache_page]") {
+  harness h;
+  auto cached = h.wrap({.tags = {"catalog", ccp::versioned("products"),
+                                 [](ccp::request_view r) { return "category-" + r.query("cat"); }}});
+  get(cached, "/list?cat=books");
+  get(cached, "/list?cat=games");
+  for (char const* tag : {"catalog", "products", "category-books"}) {
+    INFO(tag);
+    get(cached, "/list?cat=books");
+    REQUIRE_THAT(get(cached, "/list?cat=books").cache_status(), Catch::Contains("hit"));
+    h.backend->invalidate_tag(tag);
+    CHECK_THAT(get(cached, "/list?cat=books").cache_status(), Catch::Contains("fwd=miss"));
+  }
+  // category-books did not touch the games page.
+  get(cached, "/list?cat=games");
+  h.backend->invalidate_tag("category-books");
+  CHECK_THAT(get(cached, "/list?cat=games").cache_status(), Catch::Contains("hit"));
+}
+
+TEST_CASE("an invalidation while the handler runs keeps its response out of the cache", "[cache_page]") {
+  harness h;
+  h.respond = [&h](auto const& req, auto&, auto&) {
+    if (req.target() == "/racy" && *h.calls == 1) h.backend->invalidate_tag("t");
+  };
+  auto cached = h.wrap({.tags = {"t"}});
+  auto first = get(cached, "/racy");
+  CHECK(first.cache_status() == "custom_cache_page; fwd=miss; detail=invalidated");
+  CHECK(h.counters->snapshot().not_stored[static_cast<std::size_t>(ccp::not_stored_reason::invalidated)] == 1);
+  get(cached, "/racy");
+  CHECK_THAT(get(cached, "/racy").cache_status(), Catch::Contains("hit"));
+}
+
+TEST_CASE("Vary: the varying request fields must match, and Vary is sent on hits", "[cache_page]") {
+  harness h;
+  h.respond = [](auto const& req, auto& res, auto&) {
+    res.set(http::field::vary, "Accept-Language");
+    res.body() = "lang=" + std::string(req[http::field::accept_language]);
+  };
+  auto cached = h.wrap();
+  auto en = get(cached, "/v", {{"Accept-Language", "en"}});
+  auto en_hit = get(cached, "/v", {{"Accept-Language", "en"}});
+  CHECK_THAT(en_hit.cache_status(), Catch::Contains("hit"));
+  CHECK(en_hit.header("Vary") == "Accept-Language");
+  auto de = get(cached, "/v", {{"Accept-Language", "de"}});
+  CHECK(de.body() == "lang=de");
+  CHECK(de.cache_status() == "custom_cache_page; fwd=vary-miss; stored");
+
+  harness ignoring;
+  ignoring.respond = h.respond;
+  auto plain = ignoring.wrap({.honour_vary = false});
+  get(plain, "/v", {{"Accept-Language", "en"}});
+  CHECK(get(plain, "/v", {{"Accept-Language", "de"}}).body() == "lang=en");
+}
+
+TEST_CASE("ETag option and conditional requests answer 304 from the entry", "[cache_page]") {
+  harness h;
+  h.respond = [](auto const&, auto& res, auto&) { res.set(http::field::last_modified, "Sun, 06 Nov 1994 08:49:37 GMT"); };
+  auto cached = h.wrap({.add_etag = true});
+  auto first = get(cached, "/e");
+  auto etag = first.header("ETag");
+  REQUIRE(etag.size() == 34);
+  CHECK(etag.front() == '"');
+  auto not_modified = get(cached, "/e", {{"If-None-Match", etag}});
+  CHECK(not_modified.response.result() == http::status::not_modified);
+  CHECK(not_modified.body().empty());
+  CHECK(not_modified.header("ETag") == etag);
+  CHECK(get(cached, "/e", {{"If-None-Match", "\"other\""}}).response.result() == http::status::ok);
+  CHECK(get(cached, "/e", {{"If-Modified-Since", "Mon, 07 Nov 1994 08:49:37 GMT"}}).response.result() ==
+        http::status::not_modified);
+  CHECK(get(cached, "/e", {{"If-Modified-Since", "Sat, 05 Nov 1994 08:49:37 GMT"}}).response.result() ==
+        http::status::ok);
+  CHECK(*h.calls == 1);
+}
+
+namespace {
+// A backend whose every operation throws: the store is down.
+struct broken_backend {
+  ccp::lookup_result lookup(std::string const&, std::span<ccp::resolved_tag const>) { throw std::runtime_error("down"); }
+  std::vector<std::uint64_t> tag_versions(std::span<ccp::resolved_tag const>) { throw std::runtime_error("down"); }
+  bool store(std::string const&, std::shared_ptr<ccp::cached_response const>) { throw std::runtime_error("down"); }
+  bool erase(std::string const&) { throw std::runtime_error("down"); }
+  ccp::invalidation_result invalidate_tag(std::string const&) { throw std::runtime_error("down"); }
+  void prepare_response(http::fields&, std::span<ccp::tag_version const>) {}
+};
+static_assert(ccp::backend<broken_backend>);
+} // namespace
+
+TEST_CASE("a failing cache never fails the request", "[cache_page][failure]") {
+  auto counters = std::make_shared<ccp::stats>();
+  int calls = 0;
+  auto handler = [&](http::request<http::string_body> const& req) {
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.body() = "fresh " + std::to_string(++calls);
+    res.prepare_payload();
+    return res;
+  };
+  SECTION("store down") {
+    auto cached = ccp::cache_page({.backend = std::make_shared<broken_backend>(), .statistics = counters}, handler);
+    auto a = get(cached, "/x");
+    auto b = get(cached, "/x");
+    CHECK(a.body() == "fresh 1");
+    CHECK(b.body() == "fresh 2");
+    CHECK(b.cache_status() == "custom_cache_page; fwd=miss; detail=store-unavailable");
+    CHECK(receive(cached(make_request(http::verb::put, "/x", {}, "b"))).body() == "fresh 3");
+  }
+  SECTION("key function throws") {
+    auto cached = ccp::cache_page({.key_func = [](ccp::request_view) -> std::string { throw std::runtime_error("bad"); },
+                                   .backend = std::make_shared<ccp::memory_backend>(), .statistics = counters}, handler);
+    CHECK(get(cached, "/x").cache_status() == "custom_cache_page; fwd=bypass; detail=error");
+  }
+  SECTION("tag callable throws") {
+    auto cached = ccp::cache_page({.tags = {[](ccp::request_view) -> std::string { throw std::runtime_error("bad"); }},
+                                   .backend = std::make_shared<ccp::memory_backend>(), .statistics = counters}, handler);
+    CHECK(get(cached, "/x").body() == "fresh 1");
+  }
+  SECTION("unknown backend name") {
+    auto cached = ccp::cache_page({.backend = "no-such-backend", .statistics = counters}, handler);
+    CHECK(get(cached, "/x").body() == "fresh 1");
+  }
+  CHECK(counters->snapshot().errors >= 1);
+}
+
+TEST_CASE("a malformed target bypasses the cache", "[cache_page]") {
+  harness h;
+  auto cached = h.wrap();
+  CHECK(get(cached, "http://[::1").cache_status() == "custom_cache_page; fwd=bypass; detail=malformed-target");
+}
+
+TEST_CASE("prefix separates handlers sharing a backend", "[cache_page]") {
+  harness h;
+  auto a = h.wrap({.prefix = "a"});
+  auto b = h.wrap({.prefix = [](ccp::request_view) { return std::string("b"); }});
+  get(a, "/same");
+  CHECK_THAT(get(b, "/same").cache_status(), Catch::Contains("fwd=miss"));
+  CHECK(*h.calls == 2);
+}
+
+TEST_CASE("a handler taking the request by rvalue, any request body type", "[cache_page]") {
+  auto backend = std::make_shared<ccp::memory_backend>();
+  auto cached = ccp::cache_page({.backend = backend}, [](http::request<http::empty_body>&& req) {
+    http::response<http::vector_body<char>> res{http::status::ok, req.version()};
+    res.body() = {'o', 'k'};
+    res.prepare_payload();
+    return res;
+  });
+  http::request<http::empty_body> req{http::verb::get, "/rv", 11};
+  CHECK(receive(cached(std::move(req))).body() == "ok");
+  http::request<http::empty_body> again{http::verb::get, "/rv", 11};
+  auto hit = receive(cached(std::move(again)));
+  CHECK(hit.body() == "ok");
+  CHECK_THAT(hit.cache_status(), Catch::Contains("hit"));
+}
