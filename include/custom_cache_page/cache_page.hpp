@@ -25,6 +25,7 @@
 #include <custom_cache_page/stats.hpp>
 
 #include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/message_generator.hpp>
 
 #include <chrono>

@@ -86,7 +86,9 @@ public:
   bool store(std::string const& key, std::shared_ptr<cached_response const> entry) {
     auto const now = clock::now();
     std::size_t const bytes = entry->footprint() + key.capacity() + slot_overhead +
-                              entry->tags.size() * (key.capacity() + index_overhead);
+                              static_cast<std::size_t>(std::count_if(entry->tags.begin(), entry->tags.end(),
+                                                                     [](tag_version const& t) { return !t.versioned; })) *
+                                  (key.capacity() + index_overhead);
     std::unique_lock lock(mutex_);
     for (auto const& t : entry->tags)
       if (counter_of(t.name, now) != t.version) return false;
@@ -105,7 +107,9 @@ public:
     slot.referenced.store(false, std::memory_order_relaxed);
     bytes_ += bytes;
     clock_.push_back({key, slot.generation});
-    for (auto const& t : entry->tags) index_.add(t.name, key, entry->expires_at);
+    // Versioned tags need no index: their counter alone invalidates, in O(1).
+    for (auto const& t : entry->tags)
+      if (!t.versioned) index_.add(t.name, key, entry->expires_at);
     return true;
   }
 
@@ -171,7 +175,8 @@ private:
   bool erase_locked(std::string const& key) {
     auto it = entries_.find(key);
     if (it == entries_.end()) return false;
-    for (auto const& t : it->second.entry->tags) index_.remove(t.name, key);
+    for (auto const& t : it->second.entry->tags)
+      if (!t.versioned) index_.remove(t.name, key);
     bytes_ -= it->second.bytes;
     entries_.erase(it);
     return true; // its CLOCK slot is skipped when reached
