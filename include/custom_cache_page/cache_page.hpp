@@ -30,7 +30,9 @@
 
 #include <chrono>
 #include <functional>
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <ranges>
 #include <string>
 #include <type_traits>
@@ -71,7 +73,7 @@ template <class Handler>
 class cached_handler {
 public:
   cached_handler(cache_options options, Handler handler)
-      : self_(std::make_shared<state const>(state{std::move(options), std::move(handler)})) {}
+      : self_(std::make_shared<state>(std::move(options), std::move(handler))) {}
 
   template <class Request>
     requires detail::is_request<std::remove_cvref_t<Request>>::value
@@ -109,7 +111,7 @@ public:
     std::string_view fwd = refresh ? "request" : "miss";
     if (!refresh) {
       try {
-        found = p.backend.lookup(p.key, p.tags);
+        found = p.backend->lookup(p.key, p.tags);
       } catch (...) {
         stats().error();
         store_down = true;
@@ -118,7 +120,7 @@ public:
     if (found.entry) {
       if (detail::entry_answers(*found.entry, p.tags, found.versions, req)) {
         stats().hit();
-        return answer(found.entry, req, p.backend, true, "");
+        return answer(found.entry, req, *p.backend, true, "");
       }
       fwd = "vary-miss";
     }
@@ -126,7 +128,7 @@ public:
     stats().miss();
     // The handler may consume the request: keep what the answer needs.
     http::request<http::empty_body> const header(req.base());
-    fill_context ctx(p.backend);
+    fill_context ctx(*p.backend);
     if (method == http::verb::head) {
       stats().not_stored(not_stored_reason::head_request);
       return pass_through(call(std::forward<Request>(req), ctx), fmt::format("fwd={}; detail=head", fwd));
@@ -140,7 +142,7 @@ public:
     if (found.versions.size() != p.tags.size() ||
         std::find(found.versions.begin(), found.versions.end(), 0) != found.versions.end()) {
       try {
-        found.versions = p.backend.tag_versions(p.tags);
+        found.versions = p.backend->tag_versions(p.tags);
       } catch (...) {
         stats().error();
         snapshot_ok = false;
@@ -150,30 +152,48 @@ public:
   }
 
 private:
+  struct resolution {
+    std::uint64_t generation;
+    any_backend const* backend; // owned by the registry, never destroyed before it
+  };
   struct state {
     cache_options options;
     Handler handler;
+    mutable std::atomic<resolution const*> resolved{nullptr};
+    mutable std::mutex resolving;
+    mutable std::vector<std::unique_ptr<resolution>> resolutions; // one per registry change seen
   };
   struct prepared {
     std::string key; // storage key
     std::vector<resolved_tag> tags;
-    any_backend backend;
+    any_backend const* backend = nullptr;
   };
 
   custom_cache_page::stats& stats() const {
     return self_->options.statistics ? *self_->options.statistics : global_stats();
   }
 
-  any_backend backend() const {
+  // The backend for this request. A backend object is used as is; a name or
+  // the default is resolved through the registry once per registry
+  // generation, so hits take no registry lock.
+  any_backend const& backend() const {
     auto const& choice = self_->options.backend;
     if (auto const* b = choice.object()) return *b;
-    if (auto const* name = choice.name()) return default_registry().get(*name);
-    return default_registry().get_default();
+    auto& reg = default_registry();
+    auto const generation = reg.generation();
+    auto const* r = self_->resolved.load(std::memory_order_acquire);
+    if (r != nullptr && r->generation == generation) return *r->backend;
+    std::lock_guard lock(self_->resolving);
+    auto const* name = choice.name();
+    auto& next = self_->resolutions.emplace_back(
+        std::make_unique<resolution>(resolution{generation, name ? &reg.ref(*name) : &reg.default_ref()}));
+    self_->resolved.store(next.get(), std::memory_order_release);
+    return *next->backend;
   }
 
   prepared prepare(request_view const& view) const {
     auto const& o = self_->options;
-    return {storage_key(o.prefix(view), o.key_func(view)), resolve_tags(o.tags, view), backend()};
+    return {storage_key(o.prefix(view), o.key_func(view)), resolve_tags(o.tags, view), &backend()};
   }
 
   template <class Request>
@@ -220,7 +240,7 @@ private:
     auto res = call(std::forward<Request>(req), inert);
     if (p && res.result_int() < 400) {
       try {
-        p->backend.erase(p->key);
+        p->backend->erase(p->key);
       } catch (...) {
         stats().error();
       }
@@ -278,7 +298,7 @@ private:
     bool stored = false;
     std::string_view detail = "";
     try {
-      stored = p.backend.store(p.key, e);
+      stored = p.backend->store(p.key, e);
       if (!stored) detail = "; detail=invalidated";
     } catch (...) {
       stats().error();
@@ -286,7 +306,7 @@ private:
     }
     if (stored) stats().store();
     else stats().not_stored(detail == "; detail=invalidated" ? not_stored_reason::invalidated : not_stored_reason::store_failed);
-    return answer(std::move(e), req, p.backend, false, fmt::format("fwd={}{}{}", fwd, stored ? "; stored" : "", detail));
+    return answer(std::move(e), req, *p.backend, false, fmt::format("fwd={}{}{}", fwd, stored ? "; stored" : "", detail));
   }
 
   // An answer built from a stored entry: the full response, a HEAD's header,
@@ -338,7 +358,7 @@ private:
     return http::message_generator(std::move(res));
   }
 
-  std::shared_ptr<state const> self_;
+  std::shared_ptr<state> self_;
 };
 
 // Wraps `handler` (see cached_handler) with `options`.

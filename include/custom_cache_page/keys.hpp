@@ -41,22 +41,49 @@ inline bool iless(std::string_view a, std::string_view b) {
   });
 }
 
+inline bool needs_decoding(std::string_view s) {
+  return s.find_first_of("%+") != std::string_view::npos;
+}
+
 // "k:v&k:v" from the decoded parameters; a parameter without '=' has no ':'.
+// Every parameter, empty ones included, is separated by '&', so "?a" and
+// "?a&" stay apart.
 inline std::string canonical_query(request_view const& r) {
   struct param {
-    std::string key, value;
+    std::string_view key, value;
     bool has_value;
   };
   std::vector<param> params;
-  for (auto const& p : r.query_params()) params.push_back({p.key, p.value, p.has_value});
+  std::vector<std::string> decoded; // owns decoded text when the query has escapes
+  auto encoded = r.encoded_query();
+  if (!needs_decoding(encoded)) {
+    // Nothing to decode: split the raw query as Boost.URL would, without copies.
+    std::size_t start = 0;
+    while (start <= encoded.size()) {
+      auto end = std::min(encoded.find('&', start), encoded.size());
+      auto item = encoded.substr(start, end - start);
+      auto eq = item.find('=');
+      params.push_back(eq == std::string_view::npos ? param{item, {}, false}
+                                                    : param{item.substr(0, eq), item.substr(eq + 1), true});
+      start = end + 1;
+    }
+  } else {
+    decoded.reserve(2 * r.query_params().size());
+    for (auto const& p : r.query_params()) {
+      decoded.push_back(p.key);
+      decoded.push_back(p.value);
+      params.push_back({decoded[decoded.size() - 2], decoded.back(), p.has_value});
+    }
+  }
   std::stable_sort(params.begin(), params.end(), [](param const& a, param const& b) { return iless(a.key, b.key); });
   std::string out;
-  for (auto const& p : params) {
-    if (!out.empty()) out += '&';
-    append_escaped(out, p.key, ":&");
-    if (p.has_value) {
+  out.reserve(encoded.size() + 8);
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    if (i > 0) out += '&';
+    append_escaped(out, params[i].key, ":&");
+    if (params[i].has_value) {
       out += ':';
-      append_escaped(out, p.value, ":&");
+      append_escaped(out, params[i].value, ":&");
     }
   }
   return out;
@@ -67,7 +94,9 @@ inline std::string canonical_query(request_view const& r) {
 // The decoded path, then '?' and the canonical query when there is one.
 inline std::string generate_cache_key(request_view const& r) {
   std::string key;
-  detail::append_escaped(key, r.decoded_path(), "?");
+  auto path = r.path();
+  if (detail::needs_decoding(path)) detail::append_escaped(key, r.decoded_path(), "?");
+  else detail::append_escaped(key, path, "?");
   if (r.has_query_string()) {
     key += '?';
     key += detail::canonical_query(r);

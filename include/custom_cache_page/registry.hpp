@@ -12,8 +12,11 @@
 
 #include <boost/url/parse.hpp>
 
+#include <atomic>
 #include <cstdlib>
+#include <memory>
 #include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -29,7 +32,13 @@ namespace detail {
 inline std::size_t parse_size(std::string_view text, std::string_view what) {
   std::size_t i = 0;
   std::uint64_t n = 0;
-  while (i < text.size() && text[i] >= '0' && text[i] <= '9') n = n * 10 + static_cast<unsigned>(text[i++] - '0');
+  auto bad = [&] {
+    return cache_error(error::bad_configuration, "bad size for " + std::string(what) + ": '" + std::string(text) + "'");
+  };
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+    if (n > (std::numeric_limits<std::uint64_t>::max() - 9) / 10) throw bad();
+    n = n * 10 + static_cast<unsigned>(text[i++] - '0');
+  }
   std::string unit(text.substr(i));
   for (auto& c : unit) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
   std::uint64_t mul = 0;
@@ -37,14 +46,13 @@ inline std::size_t parse_size(std::string_view text, std::string_view what) {
   else if (unit == "k" || unit == "kb" || unit == "kib") mul = 1ull << 10;
   else if (unit == "m" || unit == "mb" || unit == "mib") mul = 1ull << 20;
   else if (unit == "g" || unit == "gb" || unit == "gib") mul = 1ull << 30;
-  if (i == 0 || mul == 0)
-    throw cache_error(error::bad_configuration, "bad size for " + std::string(what) + ": '" + std::string(text) + "'");
+  if (i == 0 || mul == 0 || n > std::numeric_limits<std::size_t>::max() / mul) throw bad();
   return static_cast<std::size_t>(n * mul);
 }
 
 } // namespace detail
 
-// Builds a backend from a URL. The core knows "memory://?max_bytes=..&max_entry=..";
+// Builds a backend from a URL. The core knows "memory://?max_bytes=256MiB&shards=16&max_entry=8MiB";
 // other schemes are added with registry::add_scheme (the Redis component
 // registers "redis" and "unix").
 using backend_factory = std::function<any_backend(boost::urls::url_view const&)>;
@@ -57,6 +65,7 @@ public:
       for (auto const& p : u.params()) {
         if (p.key == "max_bytes") o.max_bytes = detail::parse_size(p.value, "max_bytes");
         else if (p.key == "max_entry") o.max_entry = detail::parse_size(p.value, "max_entry");
+        else if (p.key == "shards") o.shards = detail::parse_size(p.value, "shards");
         else throw cache_error(error::bad_configuration, "unknown memory:// option '" + std::string(p.key) + "'");
       }
       return any_backend(std::make_shared<memory_backend>(o));
@@ -88,7 +97,10 @@ public:
   void add(std::string name, any_backend b) {
     std::unique_lock lock(mutex_);
     if (default_name_.empty()) default_name_ = name;
-    backends_[std::move(name)] = std::move(b);
+    auto& place = backends_[std::move(name)];
+    if (place) retired_.push_back(std::move(place));
+    place = std::make_unique<any_backend>(std::move(b));
+    generation_.fetch_add(1, std::memory_order_release);
   }
   void add(std::string name, std::string_view url) { add(std::move(name), make_backend(url)); }
 
@@ -96,34 +108,44 @@ public:
     std::unique_lock lock(mutex_);
     if (!backends_.contains(name)) throw unknown_backend_error(name);
     default_name_ = std::move(name);
+    generation_.fetch_add(1, std::memory_order_release);
   }
 
   // The backend registered as `name`; throws unknown_backend_error naming it.
-  any_backend get(std::string_view name) const {
+  any_backend get(std::string_view name) const { return ref(name); }
+
+  // The default backend; an in-memory "memory" backend when none was added.
+  any_backend get_default() { return default_ref(); }
+  std::string default_name() {
+    default_ref();
+    std::shared_lock lock(mutex_);
+    return default_name_;
+  }
+
+  // References that stay valid for the registry's lifetime: a backend
+  // replaced or cleared is retired, not destroyed, so a handler may keep
+  // the reference until generation() changes.
+  any_backend const& ref(std::string_view name) const {
     std::shared_lock lock(mutex_);
     auto it = backends_.find(name);
     if (it == backends_.end()) throw unknown_backend_error(std::string(name));
-    return it->second;
+    return *it->second;
   }
-
-  // The default backend; an in-memory "memory" backend when none was added.
-  any_backend get_default() {
+  any_backend const& default_ref() {
     {
       std::shared_lock lock(mutex_);
-      if (!default_name_.empty()) return backends_.find(default_name_)->second;
+      if (!default_name_.empty()) return *backends_.find(default_name_)->second;
     }
     std::unique_lock lock(mutex_);
     if (default_name_.empty()) {
       default_name_ = "memory";
-      backends_.emplace("memory", any_backend(std::make_shared<memory_backend>()));
+      backends_.emplace("memory", std::make_unique<any_backend>(std::make_shared<memory_backend>()));
+      generation_.fetch_add(1, std::memory_order_release);
     }
-    return backends_.find(default_name_)->second;
+    return *backends_.find(default_name_)->second;
   }
-  std::string default_name() {
-    get_default();
-    std::shared_lock lock(mutex_);
-    return default_name_;
-  }
+  // Changes whenever what a name or the default resolves to may have changed.
+  std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
 
   std::vector<std::string> names() const {
     std::shared_lock lock(mutex_);
@@ -132,11 +154,13 @@ public:
     return out;
   }
 
-  // Drops every backend (tests; reconfiguration at start-up).
+  // Drops every backend from the names (tests; reconfiguration at start-up).
   void clear() {
     std::unique_lock lock(mutex_);
+    for (auto& [name, b] : backends_) retired_.push_back(std::move(b));
     backends_.clear();
     default_name_.clear();
+    generation_.fetch_add(1, std::memory_order_release);
   }
 
   // Invalidates both the versioned and the plain entries of `tag` in the
@@ -145,7 +169,7 @@ public:
   // for an invalidation that did not happen.
   invalidation_result invalidate_tag(std::string_view tag, std::string_view backend_name = {}) {
     std::string name = backend_name.empty() ? default_name() : std::string(backend_name);
-    any_backend b = get(name);
+    any_backend const& b = ref(name);
     std::string normalized = normalize_surrogate(tag);
     if (normalized.empty()) throw invalidation_error(std::string(tag), "the tag is empty once normalised");
     invalidation_result r;
@@ -179,7 +203,9 @@ public:
 
 private:
   mutable std::shared_mutex mutex_;
-  std::map<std::string, any_backend, std::less<>> backends_;
+  std::map<std::string, std::unique_ptr<any_backend>, std::less<>> backends_;
+  std::vector<std::unique_ptr<any_backend>> retired_;
+  std::atomic<std::uint64_t> generation_{0};
   std::map<std::string, backend_factory, std::less<>> schemes_;
   std::string default_name_;
 };

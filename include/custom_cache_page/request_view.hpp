@@ -19,8 +19,11 @@ public:
   // Any http::request<Body> converts to its header; the view refers to it and
   // must not outlive it.
   request_view(http::request_header<> const& header) : header_(&header) { // NOLINT: implicit by design
-    auto parsed = boost::urls::parse_uri_reference(
-        std::string_view(header.target().data(), header.target().size()));
+    // Origin-form ("/path?query", RFC 9112 §3.2.1) or absolute-form (to a
+    // proxy). Not a URI reference: "//host/x" is a path here, not an authority.
+    std::string_view target(header.target().data(), header.target().size());
+    auto parsed = target.starts_with('/') ? boost::urls::parse_origin_form(target)
+                                          : boost::urls::parse_absolute_uri(target);
     if (parsed) {
       url_ = *parsed;
       valid_ = true;

@@ -54,25 +54,27 @@ struct stats_snapshot {
 
 class stats {
 public:
-  void hit() { add(hits_); }
-  void miss() { add(misses_); }
-  void store() { add(stored_); }
-  void not_stored(not_stored_reason r) { add(not_stored_[static_cast<std::size_t>(r)]); }
-  void bypass() { add(bypasses_); }
-  void stale() { add(stale_); }
-  void error() { add(errors_); }
-  void invalidation() { add(invalidations_); }
+  void hit() { add(&slot::hits); }
+  void miss() { add(&slot::misses); }
+  void store() { add(&slot::stored); }
+  void not_stored(not_stored_reason r) { mine().not_stored[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed); }
+  void bypass() { add(&slot::bypasses); }
+  void stale() { add(&slot::stale); }
+  void error() { add(&slot::errors); }
+  void invalidation() { add(&slot::invalidations); }
 
   stats_snapshot snapshot() const {
     stats_snapshot s;
-    s.hits = hits_.load(std::memory_order_relaxed);
-    s.misses = misses_.load(std::memory_order_relaxed);
-    s.stored = stored_.load(std::memory_order_relaxed);
-    for (std::size_t i = 0; i < s.not_stored.size(); ++i) s.not_stored[i] = not_stored_[i].load(std::memory_order_relaxed);
-    s.bypasses = bypasses_.load(std::memory_order_relaxed);
-    s.stale = stale_.load(std::memory_order_relaxed);
-    s.errors = errors_.load(std::memory_order_relaxed);
-    s.invalidations = invalidations_.load(std::memory_order_relaxed);
+    for (auto const& c : slots_) {
+      s.hits += c.hits.load(std::memory_order_relaxed);
+      s.misses += c.misses.load(std::memory_order_relaxed);
+      s.stored += c.stored.load(std::memory_order_relaxed);
+      for (std::size_t i = 0; i < s.not_stored.size(); ++i) s.not_stored[i] += c.not_stored[i].load(std::memory_order_relaxed);
+      s.bypasses += c.bypasses.load(std::memory_order_relaxed);
+      s.stale += c.stale.load(std::memory_order_relaxed);
+      s.errors += c.errors.load(std::memory_order_relaxed);
+      s.invalidations += c.invalidations.load(std::memory_order_relaxed);
+    }
     return s;
   }
 
@@ -101,11 +103,22 @@ public:
   }
 
 private:
-  static void add(std::atomic<std::uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
+  // Counters striped over cache lines, one stripe per thread (modulo the
+  // stripe count), so that threads counting hits do not share a line.
+  struct alignas(64) slot {
+    std::atomic<std::uint64_t> hits{0}, misses{0}, stored{0}, bypasses{0}, stale{0}, errors{0}, invalidations{0};
+    std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(not_stored_reason::count_)> not_stored{};
+  };
+  static constexpr std::size_t stripes = 16;
 
-  std::atomic<std::uint64_t> hits_{0}, misses_{0}, stored_{0};
-  std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(not_stored_reason::count_)> not_stored_{};
-  std::atomic<std::uint64_t> bypasses_{0}, stale_{0}, errors_{0}, invalidations_{0};
+  slot& mine() {
+    static std::atomic<std::size_t> next{0};
+    thread_local std::size_t const index = next.fetch_add(1, std::memory_order_relaxed) % stripes;
+    return slots_[index];
+  }
+  void add(std::atomic<std::uint64_t> slot::*counter) { (mine().*counter).fetch_add(1, std::memory_order_relaxed); }
+
+  std::array<slot, stripes> slots_{};
 };
 
 // The counters used when cache_options names none.

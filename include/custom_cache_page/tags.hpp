@@ -59,7 +59,7 @@ concept tag_callable = std::invocable<F const&, request_view const&> &&
 class tag {
 public:
   tag(std::string name) // NOLINT: implicit, so that {"a", f} builds a tag list
-      : names_([n = std::move(name)](request_view const&, std::vector<std::string>& out) { out.push_back(n); }) {}
+      : static_name_(normalize_surrogate(name)) {}
   tag(char const* name) : tag(std::string(name)) {} // NOLINT
   tag(std::string_view name) : tag(std::string(name)) {} // NOLINT
 
@@ -75,6 +75,10 @@ public:
 
   // Appends this tag's names for `r`, normalised, empty ones dropped.
   void resolve(request_view const& r, std::vector<resolved_tag>& out) const {
+    if (!names_) {
+      if (!static_name_.empty()) out.push_back({static_name_, versioned_, version_ttl_});
+      return;
+    }
     std::vector<std::string> names;
     names_(r, names);
     for (auto& n : names) {
@@ -86,6 +90,7 @@ public:
 private:
   friend struct detail::versioned_access;
 
+  std::string static_name_; // normalised once; used when names_ is empty
   std::function<void(request_view const&, std::vector<std::string>&)> names_;
   bool versioned_ = false;
   std::chrono::seconds version_ttl_ = default_version_ttl;
@@ -95,8 +100,10 @@ private:
 // versioned anywhere is versioned (with the longest counter lifetime).
 inline std::vector<resolved_tag> resolve_tags(std::vector<tag> const& tags, request_view const& r) {
   std::vector<resolved_tag> raw;
+  raw.reserve(tags.size());
   for (auto const& t : tags) t.resolve(r, raw);
   std::vector<resolved_tag> out;
+  out.reserve(raw.size());
   for (auto& t : raw) {
     auto it = std::find_if(out.begin(), out.end(), [&](resolved_tag const& o) { return o.name == t.name; });
     if (it == out.end()) {

@@ -1,8 +1,16 @@
 // memory_backend: pages, tag counters and the surrogate index in process
-// memory, under one reader/writer lock. Bounded by max_bytes (CLOCK
-// eviction: a hit only sets a flag, so hits stay under the shared lock);
-// expired entries are misses at once and are swept a few at a time on
-// every store.
+// memory, split into shards (a power of two) each with its own lock, byte
+// budget, CLOCK queue, index and counters.
+//
+// Entries and their index members live in the shard of their key, so
+// eviction and expiry remove index members in the same critical section:
+// the index never holds a key the store has dropped. A tag's counter lives
+// in the shard of the tag's name; invalidation bumps it, then drains the
+// tag from every shard's index.
+//
+// Eviction is CLOCK: a hit only sets a flag (and only when it is clear), so
+// hits stay under the shared lock and scale across threads, where LRU would
+// take the exclusive lock to move the entry on every hit.
 #pragma once
 
 #include <custom_cache_page/backend.hpp>
@@ -10,22 +18,29 @@
 #include <custom_cache_page/indexes/null_index.hpp>
 #include <custom_cache_page/surrogate_index.hpp>
 
-#include <unordered_map>
+#include <boost/unordered/unordered_flat_map.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <deque>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <shared_mutex>
 #include <string>
+#include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace custom_cache_page {
 
 struct memory_backend_options {
-  std::size_t max_bytes = std::size_t{256} << 20; // budget for entries, keys and index
+  std::size_t max_bytes = std::size_t{256} << 20; // budget for entries, keys and index, all shards together
   std::size_t max_entry = std::size_t{8} << 20;   // larger entries are not stored
+  std::size_t shards = 0;                         // a power of two; 0: from the hardware, see shard_count()
 };
 
 namespace detail {
@@ -43,24 +58,45 @@ class basic_memory_backend {
 public:
   using clock = cached_response::clock;
 
-  explicit basic_memory_backend(memory_backend_options options = {}) : options_(options) {}
+  explicit basic_memory_backend(memory_backend_options options = {})
+      : options_(options), shard_count_(shard_count(options)), shards_(std::make_unique<shard[]>(shard_count_)) {
+    options_.shards = shard_count_;
+  }
+
+  // Four shards per hardware thread (at least 8), but never so many that a
+  // shard's budget holds fewer than four of the largest entries.
+  static std::size_t shard_count(memory_backend_options const& o) {
+    std::size_t n = o.shards != 0 ? std::bit_ceil(o.shards)
+                                  : std::bit_ceil(std::max<std::size_t>(8, 4 * std::thread::hardware_concurrency()));
+    if (o.shards == 0)
+      while (n > 1 && o.max_bytes / n < 4 * o.max_entry) n /= 2;
+    return std::min<std::size_t>(n, 1024);
+  }
 
   lookup_result lookup(std::string const& key, std::span<resolved_tag const> tags) {
     auto const now = clock::now();
     lookup_result out;
     out.versions.reserve(tags.size());
-    std::shared_lock lock(mutex_);
     for (auto const& t : tags) out.versions.push_back(counter_of(t.name, now));
-    auto it = entries_.find(key);
-    if (it == entries_.end()) return out;
-    auto const& slot = it->second;
-    if (slot.entry->expires_at <= now) return out;
+    std::shared_ptr<cached_response const> entry;
+    {
+      auto& s = shard_of(key);
+      std::shared_lock lock(s.mutex);
+      auto it = s.entries.find(key);
+      if (it == s.entries.end() || it->second.entry->expires_at <= now) return out;
+      if (!it->second.referenced.load(std::memory_order_relaxed))
+        it->second.referenced.store(true, std::memory_order_relaxed);
+      entry = it->second.entry;
+    }
     // Every tag the entry recorded, including those its handler added, must
     // still have the version it was built under.
-    for (auto const& t : slot.entry->tags)
-      if (counter_of(t.name, now) != t.version) return out;
-    slot.referenced.store(true, std::memory_order_relaxed);
-    out.entry = slot.entry;
+    for (auto const& t : entry->tags) {
+      auto requested = std::find_if(tags.begin(), tags.end(), [&](resolved_tag const& r) { return r.name == t.name; });
+      auto current = requested != tags.end() ? out.versions[static_cast<std::size_t>(requested - tags.begin())]
+                                             : counter_of(t.name, now);
+      if (current != t.version) return out;
+    }
+    out.entry = std::move(entry);
     return out;
   }
 
@@ -68,9 +104,10 @@ public:
     auto const now = clock::now();
     std::vector<std::uint64_t> out;
     out.reserve(tags.size());
-    std::unique_lock lock(mutex_);
     for (auto const& t : tags) {
-      auto [it, inserted] = counters_.try_emplace(t.name);
+      auto& s = shard_of(t.name);
+      std::unique_lock lock(s.mutex);
+      auto [it, inserted] = s.counters.try_emplace(t.name);
       auto& c = it->second;
       if (inserted || c.expires <= now) {
         c.value = detail::fresh_generation();
@@ -83,78 +120,83 @@ public:
     return out;
   }
 
+  // Checks the entry's tag versions, inserts, then checks again: an
+  // invalidation bumps the counter before it drains the index, so a fill
+  // that raced it is either drained with the index or caught by the second
+  // check (and lookups compare versions meanwhile).
   bool store(std::string const& key, std::shared_ptr<cached_response const> entry) {
     auto const now = clock::now();
-    std::size_t const bytes = entry->footprint() + key.capacity() + slot_overhead +
-                              static_cast<std::size_t>(std::count_if(entry->tags.begin(), entry->tags.end(),
-                                                                     [](tag_version const& t) { return !t.versioned; })) *
-                                  (key.capacity() + index_overhead);
-    std::unique_lock lock(mutex_);
-    for (auto const& t : entry->tags)
-      if (counter_of(t.name, now) != t.version) return false;
-    if (bytes > options_.max_entry || bytes > options_.max_bytes) {
-      erase_locked(key);
-      return true; // nothing to store, nothing wrong: too large for this store
+    if (!versions_current(*entry, now)) return false;
+    std::size_t const bytes = footprint(key, *entry);
+    auto& s = shard_of(key);
+    std::uint64_t generation = 0;
+    {
+      std::unique_lock lock(s.mutex);
+      erase_locked(s, key);
+      if (bytes > options_.max_entry || bytes > shard_budget()) return true; // too large for this store
+      sweep_locked(s, now, 8);
+      while (s.bytes + bytes > shard_budget() && evict_one_locked(s)) {
+      }
+      auto& slot = s.entries[key];
+      slot.entry = entry;
+      slot.bytes = bytes;
+      slot.generation = generation = ++s.generation;
+      slot.referenced.store(false, std::memory_order_relaxed);
+      s.bytes += bytes;
+      s.clock.push_back({key, generation});
+      // Versioned tags need no index: their counter alone invalidates, in O(1).
+      for (auto const& t : entry->tags)
+        if (!t.versioned) s.index.add(t.name, key, entry->expires_at);
     }
-    erase_locked(key);
-    sweep_locked(now, 8);
-    while (bytes_ + bytes > options_.max_bytes && evict_one_locked()) {
-    }
-    auto& slot = entries_[key];
-    slot.entry = entry;
-    slot.bytes = bytes;
-    slot.generation = ++generation_;
-    slot.referenced.store(false, std::memory_order_relaxed);
-    bytes_ += bytes;
-    clock_.push_back({key, slot.generation});
-    // Versioned tags need no index: their counter alone invalidates, in O(1).
-    for (auto const& t : entry->tags)
-      if (!t.versioned) index_.add(t.name, key, entry->expires_at);
-    return true;
+    if (versions_current(*entry, now)) return true;
+    std::unique_lock lock(s.mutex);
+    if (auto it = s.entries.find(key); it != s.entries.end() && it->second.generation == generation) erase_locked(s, key);
+    return false;
   }
 
   bool erase(std::string const& key) {
-    std::unique_lock lock(mutex_);
-    return erase_locked(key);
+    auto& s = shard_of(key);
+    std::unique_lock lock(s.mutex);
+    return erase_locked(s, key);
   }
 
   invalidation_result invalidate_tag(std::string const& tag) {
     auto const now = clock::now();
     invalidation_result result;
     result.tag = tag;
-    std::unique_lock lock(mutex_);
-    auto [it, inserted] = counters_.try_emplace(tag);
-    auto& c = it->second;
-    // A missing or expired counter restarts at a fresh generation; entries
-    // built under any earlier one no longer match.
-    c.value = (inserted || c.expires <= now) ? detail::fresh_generation() : c.value + 1;
-    c.expires = std::max(c.expires, now + default_version_ttl);
-    result.version = c.value;
-    for (auto const& key : index_.take(tag)) result.entries_removed += erase_locked(key) ? 1 : 0;
+    {
+      auto& s = shard_of(tag);
+      std::unique_lock lock(s.mutex);
+      auto [it, inserted] = s.counters.try_emplace(tag);
+      auto& c = it->second;
+      // A missing or expired counter restarts at a fresh generation; entries
+      // built under any earlier one no longer match.
+      c.value = (inserted || c.expires <= now) ? detail::fresh_generation() : c.value + 1;
+      c.expires = std::max(c.expires, now + default_version_ttl);
+      result.version = c.value;
+    }
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      auto& s = shards_[i];
+      std::unique_lock lock(s.mutex);
+      for (auto const& key : s.index.take(tag)) result.entries_removed += erase_locked(s, key) ? 1 : 0;
+    }
     return result;
   }
 
   void prepare_response(boost::beast::http::fields&, std::span<tag_version const>) {}
 
   // Introspection for tests and metrics.
-  std::size_t size() const {
-    std::shared_lock lock(mutex_);
-    return entries_.size();
-  }
-  std::size_t bytes() const {
-    std::shared_lock lock(mutex_);
-    return bytes_;
-  }
-  std::size_t index_size() const {
-    std::shared_lock lock(mutex_);
-    return index_.size();
-  }
+  std::size_t size() const { return sum([](shard const& s) { return s.entries.size(); }); }
+  std::size_t bytes() const { return sum([](shard const& s) { return s.bytes; }); }
+  std::size_t index_size() const { return sum([](shard const& s) { return s.index.size(); }); }
+  std::size_t counter_count() const { return sum([](shard const& s) { return s.counters.size(); }); }
   memory_backend_options const& options() const { return options_; }
 
 private:
-  // Per-entry bookkeeping besides key and entry: map node, CLOCK queue slot.
-  static constexpr std::size_t slot_overhead = 96;
-  static constexpr std::size_t index_overhead = 48;
+  // Per-entry bookkeeping besides key and entry: map node, CLOCK queue slot;
+  // and per index member: the key again and the member's node.
+  static constexpr std::size_t slot_overhead = 128;
+  static constexpr std::size_t index_overhead = 64;
 
   struct slot {
     std::shared_ptr<cached_response const> entry;
@@ -166,44 +208,79 @@ private:
     std::uint64_t value = 0;
     clock::time_point expires{};
   };
-
-  std::uint64_t counter_of(std::string const& tag, clock::time_point now) const {
-    auto it = counters_.find(tag);
-    return it == counters_.end() || it->second.expires <= now ? 0 : it->second.value;
-  }
-
-  bool erase_locked(std::string const& key) {
-    auto it = entries_.find(key);
-    if (it == entries_.end()) return false;
-    for (auto const& t : it->second.entry->tags)
-      if (!t.versioned) index_.remove(t.name, key);
-    bytes_ -= it->second.bytes;
-    entries_.erase(it);
-    return true; // its CLOCK slot is skipped when reached
-  }
-
   struct clock_slot {
     std::string key;
     std::uint64_t generation;
   };
+  struct alignas(64) shard {
+    mutable std::shared_mutex mutex;
+    std::unordered_map<std::string, slot> entries;
+    std::deque<clock_slot> clock;
+    Index index;
+    boost::unordered_flat_map<std::string, counter> counters;
+    std::size_t bytes = 0;
+    std::uint64_t generation = 0;
+    std::size_t counters_high_water = 1024;
+  };
 
-  auto live(clock_slot const& s) {
-    auto it = entries_.find(s.key);
-    return it != entries_.end() && it->second.generation == s.generation ? it : entries_.end();
+  shard& shard_of(std::string const& name) const { return shards_[std::hash<std::string>{}(name) & (shard_count_ - 1)]; }
+  std::size_t shard_budget() const { return options_.max_bytes / shard_count_; }
+
+  static std::size_t footprint(std::string const& key, cached_response const& e) {
+    auto plain = static_cast<std::size_t>(
+        std::count_if(e.tags.begin(), e.tags.end(), [](tag_version const& t) { return !t.versioned; }));
+    // The key is held twice (map and CLOCK queue) and once per index member.
+    return e.footprint() + 2 * key.capacity() + slot_overhead + plain * (key.capacity() + index_overhead);
+  }
+
+  template <class F>
+  std::size_t sum(F f) const {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      std::shared_lock lock(shards_[i].mutex);
+      n += f(shards_[i]);
+    }
+    return n;
+  }
+
+  std::uint64_t counter_of(std::string const& tag, clock::time_point now) const {
+    auto& s = shard_of(tag);
+    std::shared_lock lock(s.mutex);
+    auto it = s.counters.find(tag);
+    return it == s.counters.end() || it->second.expires <= now ? 0 : it->second.value;
+  }
+
+  bool versions_current(cached_response const& e, clock::time_point now) const {
+    return std::all_of(e.tags.begin(), e.tags.end(), [&](tag_version const& t) { return counter_of(t.name, now) == t.version; });
+  }
+
+  static bool erase_locked(shard& s, std::string const& key) {
+    auto it = s.entries.find(key);
+    if (it == s.entries.end()) return false;
+    for (auto const& t : it->second.entry->tags)
+      if (!t.versioned) s.index.remove(t.name, key);
+    s.bytes -= it->second.bytes;
+    s.entries.erase(it);
+    return true; // its CLOCK slot is skipped when reached
+  }
+
+  static auto live(shard& s, clock_slot const& c) {
+    auto it = s.entries.find(c.key);
+    return it != s.entries.end() && it->second.generation == c.generation ? it : s.entries.end();
   }
 
   // CLOCK: the oldest slot goes unless it was read since it last came round.
-  bool evict_one_locked() {
-    while (!clock_.empty()) {
-      clock_slot s = std::move(clock_.front());
-      clock_.pop_front();
-      auto it = live(s);
-      if (it == entries_.end()) continue;
+  static bool evict_one_locked(shard& s) {
+    while (!s.clock.empty()) {
+      clock_slot c = std::move(s.clock.front());
+      s.clock.pop_front();
+      auto it = live(s, c);
+      if (it == s.entries.end()) continue;
       if (it->second.referenced.exchange(false, std::memory_order_relaxed)) {
-        clock_.push_back(std::move(s));
+        s.clock.push_back(std::move(c));
         continue;
       }
-      erase_locked(s.key);
+      erase_locked(s, c.key);
       return true;
     }
     return false;
@@ -212,31 +289,24 @@ private:
   // Drops up to `budget` expired entries or dead slots from the front of the
   // CLOCK queue; compacts the queue and the counters when dead items
   // outnumber live ones (amortised O(1) per store).
-  void sweep_locked(clock::time_point now, int budget) {
-    for (; budget > 0 && !clock_.empty(); --budget) {
-      auto it = live(clock_.front());
-      if (it != entries_.end() && it->second.entry->expires_at > now) break;
-      if (it != entries_.end()) erase_locked(clock_.front().key);
-      clock_.pop_front();
+  static void sweep_locked(shard& s, clock::time_point now, int budget) {
+    for (; budget > 0 && !s.clock.empty(); --budget) {
+      auto it = live(s, s.clock.front());
+      if (it != s.entries.end() && it->second.entry->expires_at > now) break;
+      if (it != s.entries.end()) erase_locked(s, s.clock.front().key);
+      s.clock.pop_front();
     }
-    if (clock_.size() > 2 * entries_.size() + 64) {
-      std::erase_if(clock_, [&](clock_slot const& s) { return live(s) == entries_.end(); });
-    }
-    if (counters_.size() > counters_high_water_) {
-      boost::unordered::erase_if(counters_, [&](auto const& kv) { return kv.second.expires <= now; });
-      counters_high_water_ = std::max<std::size_t>(4096, 2 * counters_.size());
+    if (s.clock.size() > 2 * s.entries.size() + 64)
+      std::erase_if(s.clock, [&](clock_slot const& c) { return live(s, c) == s.entries.end(); });
+    if (s.counters.size() > s.counters_high_water) {
+      boost::unordered::erase_if(s.counters, [&](auto const& kv) { return kv.second.expires <= now; });
+      s.counters_high_water = std::max<std::size_t>(1024, 2 * s.counters.size());
     }
   }
 
   memory_backend_options options_;
-  mutable std::shared_mutex mutex_;
-  std::unordered_map<std::string, slot> entries_;
-  boost::unordered_flat_map<std::string, counter> counters_;
-  Index index_;
-  std::deque<clock_slot> clock_;
-  std::size_t bytes_ = 0;
-  std::uint64_t generation_ = 0;
-  std::size_t counters_high_water_ = 4096;
+  std::size_t shard_count_;
+  std::unique_ptr<shard[]> shards_;
 };
 
 using memory_backend = basic_memory_backend<memory_surrogate_index>;

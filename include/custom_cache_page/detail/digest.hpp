@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 
 #include <array>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -21,10 +22,13 @@ inline std::string to_hex(unsigned char const* data, std::size_t size) {
 }
 
 // The digest of `data` under `md`, raw bytes in `out` (EVP_MAX_MD_SIZE long);
-// returns the digest length.
+// returns the digest length. The context is reused per thread: allocating
+// one per call costs more than hashing a cache key.
 inline unsigned digest(EVP_MD const* md, std::string_view data, unsigned char* out) {
+  thread_local std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
   unsigned len = 0;
-  if (md == nullptr || EVP_Digest(data.data(), data.size(), out, &len, md, nullptr) != 1)
+  if (md == nullptr || !ctx || EVP_DigestInit_ex(ctx.get(), md, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 || EVP_DigestFinal_ex(ctx.get(), out, &len) != 1)
     throw std::runtime_error("OpenSSL digest failed");
   return len;
 }

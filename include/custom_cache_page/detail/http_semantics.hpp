@@ -46,15 +46,25 @@ auto all_of_field(Fields const& fields, Name const& name) {
   return std::ranges::subrange(first, last);
 }
 
-// Calls f(item) for each comma-separated, trimmed, non-empty item.
+// Calls f(item) for each comma-separated, trimmed, non-empty item; commas
+// inside a quoted string (no-cache="Set-Cookie, X-A") do not separate.
 template <class F>
 void for_each_list_item(std::string_view list, F&& f) {
-  while (!list.empty()) {
-    auto comma = list.find(',');
-    auto item = trim(list.substr(0, comma));
+  std::size_t start = 0;
+  bool quoted = false;
+  for (std::size_t i = 0; i <= list.size(); ++i) {
+    if (i < list.size()) {
+      char c = list[i];
+      if (quoted && c == '\\') {
+        ++i;
+        continue;
+      }
+      if (c == '"') quoted = !quoted;
+      if (quoted || c != ',') continue;
+    }
+    auto item = trim(list.substr(start, i - start));
     if (!item.empty()) f(item);
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
+    start = i + 1;
   }
 }
 

@@ -1,0 +1,213 @@
+// redis_backend: pages, tag counters and the surrogate index in Redis
+// (key layout in detail/redis_scripts.hpp; nothing outside the prefix is
+// read or written). Requires Redis 7.0 or later (SET NX GET, EXPIRE GT).
+//
+// | operation      | Redis                                                        | round trips |
+// |----------------|--------------------------------------------------------------|-------------|
+// | lookup         | MGET page tagv:t1..tn                                        | 1 (*)       |
+// | tag_versions   | pipeline of SET tagv NX GET EX + EXPIRE GT per tag           | 1           |
+// | store          | one script: compare every counter, SET PX, index plain tags  | 1           |
+// | erase          | UNLINK page                                                  | 1           |
+// | invalidate_tag | bump script, then drain steps of `drain_batch` (ZPOPMIN+UNLINK) | 1 + keys/batch |
+//
+// (*) An entry that carries tags its handler added (fill_context::add_tag)
+// needs their counters too, which a request does not name: a hit on such an
+// entry reads them in a second MGET.
+//
+// Failures throw cache_error(store_unavailable); cache_page then answers
+// from the handler. A circuit breaker makes an unreachable Redis fail fast
+// and lets one probe through per cooldown, so caching resumes by itself.
+#pragma once
+
+#include <custom_cache_page/backend.hpp>
+#include <custom_cache_page/backends/memory_backend.hpp>
+#include <custom_cache_page/detail/redis_client.hpp>
+#include <custom_cache_page/detail/redis_options.hpp>
+#include <custom_cache_page/detail/redis_scripts.hpp>
+#include <custom_cache_page/entry.hpp>
+#include <custom_cache_page/indexes/redis_index.hpp>
+#include <custom_cache_page/tags.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace custom_cache_page {
+
+class redis_backend {
+public:
+  using clock = cached_response::clock;
+
+  explicit redis_backend(redis_options options = {})
+      : client_(std::make_shared<detail::redis_client>(std::move(options))), keys_{client_->options().prefix} {}
+  explicit redis_backend(std::string_view url) : redis_backend(parse_redis_url(url)) {}
+
+  lookup_result lookup(std::string const& key, std::span<resolved_tag const> tags) {
+    detail::redis_args a{"MGET"};
+    a.add(keys_.page(key));
+    for (auto const& t : tags) a.add(keys_.counter(t.name));
+    auto reply = client_->run("redis lookup (MGET)", [&](detail::redis_connection& c) {
+      auto r = c.checked("redis lookup (MGET)", a, REDIS_REPLY_ARRAY);
+      if (r->elements != tags.size() + 1) throw detail::redis_error("redis lookup (MGET)", c.context(), r.get());
+      return r;
+    });
+
+    lookup_result out;
+    out.versions.reserve(tags.size());
+    for (std::size_t i = 0; i < tags.size(); ++i) out.versions.push_back(parse_counter(reply->element[i + 1]));
+    redisReply const* page = reply->element[0];
+    if (page->type != REDIS_REPLY_STRING) return out;
+    auto entry = decode_entry(detail::reply_string(page));
+    if (!entry) {
+      client_->counters().corrupt_entries.fetch_add(1, std::memory_order_relaxed);
+      return out;
+    }
+    if (entry->expires_at <= clock::now()) return out;
+
+    // Every tag the entry recorded must still be at its version.
+    std::vector<tag_version const*> unnamed;
+    for (auto const& t : entry->tags) {
+      auto it = std::find_if(tags.begin(), tags.end(), [&](resolved_tag const& r) { return r.name == t.name; });
+      if (it == tags.end()) unnamed.push_back(&t);
+      else if (out.versions[static_cast<std::size_t>(it - tags.begin())] != t.version) return out;
+    }
+    if (!unnamed.empty() && !current(unnamed)) return out;
+    out.entry = std::make_shared<cached_response const>(std::move(*entry));
+    return out;
+  }
+
+  std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const> tags) {
+    std::vector<std::uint64_t> out;
+    if (tags.empty()) return out;
+    std::vector<detail::redis_args> commands;
+    std::vector<std::uint64_t> fresh;
+    commands.reserve(2 * tags.size());
+    for (auto const& t : tags) {
+      fresh.push_back(detail::fresh_generation());
+      auto const ttl = std::max<std::int64_t>(1, t.version_ttl.count());
+      detail::redis_args set{"SET"};
+      set.add(keys_.counter(t.name)).add(fresh.back()).view("NX").view("GET").view("EX").add(ttl);
+      commands.push_back(std::move(set));
+      // Kept alive at least as long as this tag asks, like the memory backend.
+      detail::redis_args expire{"EXPIRE"};
+      expire.add(keys_.counter(t.name)).add(ttl).view("GT");
+      commands.push_back(std::move(expire));
+    }
+    return client_->run("redis tag versions (SET NX GET)", [&](detail::redis_connection& c) {
+      auto replies = c.pipeline("redis tag versions (SET NX GET)", commands);
+      std::vector<std::uint64_t> versions;
+      versions.reserve(tags.size());
+      for (std::size_t i = 0; i < tags.size(); ++i) {
+        auto const* r = replies[2 * i].get();
+        if (r->type == REDIS_REPLY_NIL) versions.push_back(fresh[i]); // ours was set
+        else if (r->type == REDIS_REPLY_STRING) versions.push_back(parse_counter(r));
+        else throw detail::redis_error("redis tag versions (SET NX GET)", c.context(), r);
+        if (replies[2 * i + 1]->type == REDIS_REPLY_ERROR)
+          throw detail::redis_error("redis tag versions (EXPIRE GT)", c.context(), replies[2 * i + 1].get());
+      }
+      return versions;
+    });
+  }
+
+  bool store(std::string const& key, std::shared_ptr<cached_response const> entry) {
+    auto const ttl = std::chrono::duration_cast<std::chrono::milliseconds>(entry->expires_at - clock::now()).count();
+    if (ttl <= 0) return true; // expired already: nothing to keep, nothing refused
+
+    auto a = detail::redis_connection::script_args();
+    a.add(keys_.page(key));
+    for (auto const& t : entry->tags) a.add(keys_.counter(t.name));
+    std::size_t numkeys = 1 + entry->tags.size();
+    for (auto const& t : entry->tags)
+      if (!t.versioned) {
+        a.add(keys_.index(t.name));
+        ++numkeys;
+      }
+    a.add(entry->tags.size());
+    for (auto const& t : entry->tags) a.add(t.version);
+    a.add(encode_entry(*entry)).add(ttl).view(key).add(detail::redis_prune_budget);
+
+    return client_->run("redis store (EVALSHA)", [&](detail::redis_connection& c) {
+      auto r = c.eval(detail::redis_store_script(), numkeys, a);
+      if (r->type != REDIS_REPLY_INTEGER) throw detail::redis_error("redis store (EVALSHA)", c.context(), r.get());
+      return r->integer == 1;
+    });
+  }
+
+  bool erase(std::string const& key) {
+    detail::redis_args a{"UNLINK"};
+    a.add(keys_.page(key));
+    return client_->run("redis erase (UNLINK)", [&](detail::redis_connection& c) {
+      return c.checked("redis erase (UNLINK)", a, REDIS_REPLY_INTEGER)->integer > 0;
+    });
+  }
+
+  // Bumps the counter first, so that any fill whose snapshot predates this
+  // call is refused by the store script; then drains the index in short
+  // steps. A key stored meanwhile is either drained or still indexed.
+  invalidation_result invalidate_tag(std::string const& tag) {
+    invalidation_result result;
+    result.tag = tag;
+    auto const lifetime = std::to_string(default_version_ttl.count());
+    return client_->run("redis invalidate", [&](detail::redis_connection& c) {
+      auto a = detail::redis_connection::script_args();
+      a.add(keys_.counter(tag)).add(detail::fresh_generation()).view(lifetime);
+      auto r = c.eval(detail::redis_bump_script(), 1, a);
+      if (r->type != REDIS_REPLY_STRING) throw detail::redis_error("redis invalidate (EVALSHA)", c.context(), r.get());
+      result.version = parse_counter(r.get());
+      if (result.version == 0) throw detail::redis_error("redis invalidate: counter is not a number", c.context(), r.get());
+      result.entries_removed = detail::redis_drain_index(c, keys_, tag, client_->options().drain_batch, true).pages_removed;
+      return result;
+    });
+  }
+
+  void prepare_response(boost::beast::http::fields&, std::span<tag_version const>) {}
+
+  // The same index this backend keeps, over the same connections.
+  redis_surrogate_index index() const { return redis_surrogate_index(client_); }
+  redis_stats stats() const { return client_->stats(); }
+  redis_options const& options() const { return client_->options(); }
+  bool breaker_open() const { return client_->breaker_open(); }
+  std::size_t open_connections() const { return client_->open_connections(); }
+
+  // Where the entry under `key` lives, for tools and tests.
+  std::string page_key(std::string_view key) const { return keys_.page(key); }
+  std::string counter_key(std::string_view tag) const { return keys_.counter(tag); }
+  std::string index_key(std::string_view tag) const { return keys_.index(tag); }
+
+private:
+  // A counter reply: nil or anything but a decimal number reads as 0 (no
+  // counter), which no entry records.
+  static std::uint64_t parse_counter(redisReply const* r) {
+    if (r->type != REDIS_REPLY_STRING) return 0;
+    auto const s = detail::reply_string(r);
+    std::uint64_t v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return ec == std::errc{} && end == s.data() + s.size() ? v : 0;
+  }
+
+  // Whether the counters of the tags a request did not name still match.
+  bool current(std::vector<tag_version const*> const& tags) {
+    detail::redis_args a{"MGET"};
+    for (auto const* t : tags) a.add(keys_.counter(t->name));
+    auto reply = client_->run("redis lookup (MGET added tags)", [&](detail::redis_connection& c) {
+      auto r = c.checked("redis lookup (MGET added tags)", a, REDIS_REPLY_ARRAY);
+      if (r->elements != tags.size()) throw detail::redis_error("redis lookup (MGET added tags)", c.context(), r.get());
+      return r;
+    });
+    for (std::size_t i = 0; i < tags.size(); ++i)
+      if (parse_counter(reply->element[i]) != tags[i]->version) return false;
+    return true;
+  }
+
+  std::shared_ptr<detail::redis_client> client_;
+  detail::redis_keys keys_;
+};
+
+static_assert(backend<redis_backend>);
+
+} // namespace custom_cache_page

@@ -1,0 +1,186 @@
+// The Redis key layout and the server-side logic of the Redis component,
+// in one place for redis_backend and redis_surrogate_index:
+//
+//   <prefix>page:<storage key>   the entry (encode_entry bytes), PX its TTL
+//   <prefix>tagv:<tag>           the tag's counter (decimal), EX its lifetime
+//   <prefix>tagidx:<tag>         the surrogate index of a plain tag: a sorted
+//                                set of storage keys scored by their entry's
+//                                expiry (ms, Redis clock); it expires with
+//                                its last member
+//
+// Scores and expiries are computed inside the scripts from Redis's own
+// clock (TIME) and the entry's remaining TTL, so page, index and pruning
+// agree however far the client's clock is off. Counter values are compared
+// and returned as strings: Lua numbers are doubles and generations go up
+// to 2^62.
+#pragma once
+
+#include <custom_cache_page/detail/digest.hpp>
+#include <custom_cache_page/detail/redis_connection.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace custom_cache_page::detail {
+
+struct redis_keys {
+  std::string prefix;
+
+  std::string page(std::string_view key) const { return join("page:", key); }
+  std::string counter(std::string_view tag) const { return join("tagv:", tag); }
+  std::string index(std::string_view tag) const { return join("tagidx:", tag); }
+  std::string page_prefix() const { return prefix + "page:"; }
+  std::string index_prefix() const { return prefix + "tagidx:"; }
+
+private:
+  std::string join(std::string_view kind, std::string_view name) const {
+    std::string k;
+    k.reserve(prefix.size() + kind.size() + name.size());
+    k.append(prefix).append(kind).append(name);
+    return k;
+  }
+};
+
+// Expired members removed from an index per addition, at most: bounded work
+// inside a script, and still more than one per addition, so an index never
+// grows beyond its live members plus a shrinking backlog.
+inline constexpr std::size_t redis_prune_budget = 256;
+
+inline EVP_MD const* sha1_md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+  return md;
+}
+
+inline redis_script make_redis_script(std::string_view name, std::string source) {
+  unsigned char buf[EVP_MAX_MD_SIZE];
+  std::string sha = to_hex(buf, digest(sha1_md(), source, buf));
+  return {name, std::move(source), std::move(sha)};
+}
+
+// Lua shared by the scripts below.
+inline constexpr std::string_view redis_lua_library = R"lua(
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function int(x) return string.format('%.0f', x) end
+-- Adds `member` to the sorted set `index` until now + ttl, prunes up to
+-- `budget` expired members, and makes the set expire with its last member.
+local function index_add(index, member, ttl, now, budget)
+  redis.call('ZADD', index, int(now + ttl), member)
+  local stale = redis.call('ZCOUNT', index, '-inf', '(' .. int(now))
+  if stale > 0 then redis.call('ZREMRANGEBYRANK', index, 0, math.min(stale, budget) - 1) end
+  local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', index, int(tonumber(last[2])))
+end
+)lua";
+
+// Stores an entry if every counter still has the version the entry recorded
+// (a missing counter never matches), then indexes it under its plain tags.
+// KEYS: page, the n counters, then the indexes of the plain tags.
+// ARGV: n, the n versions, value, ttl ms, member, prune budget.
+// Returns 1 when stored, 0 when a counter differed.
+inline redis_script const& redis_store_script() {
+  static redis_script const s = make_redis_script("redis store (EVALSHA)", std::string(redis_lua_library) + R"lua(
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  if redis.call('GET', KEYS[i + 1]) ~= ARGV[i + 1] then return 0 end
+end
+local ttl = tonumber(ARGV[n + 3])
+redis.call('SET', KEYS[1], ARGV[n + 2], 'PX', ARGV[n + 3])
+local now = now_ms()
+local budget = tonumber(ARGV[n + 5])
+for i = n + 2, #KEYS do index_add(KEYS[i], ARGV[n + 4], ttl, now, budget) end
+return 1
+)lua");
+  return s;
+}
+
+// The index alone: KEYS: index; ARGV: member, ttl ms, prune budget.
+inline redis_script const& redis_index_add_script() {
+  static redis_script const s = make_redis_script("redis index add (EVALSHA)", std::string(redis_lua_library) + R"lua(
+index_add(KEYS[1], ARGV[1], tonumber(ARGV[2]), now_ms(), tonumber(ARGV[3]))
+return 1
+)lua");
+  return s;
+}
+
+// Bumps a counter; a missing (or unreadable) one first starts at the fresh
+// generation the client drew. Keeps at least `lifetime` seconds of expiry.
+// KEYS: counter; ARGV: fresh generation, lifetime s. Returns the new value
+// as a string.
+inline redis_script const& redis_bump_script() {
+  static redis_script const s = make_redis_script("redis invalidate (EVALSHA)", R"lua(
+local v = redis.call('GET', KEYS[1])
+if not v or not tonumber(v) then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2], 'GT')
+return redis.call('GET', KEYS[1])
+)lua");
+  return s;
+}
+
+// One bounded step of draining an index: pops up to `batch` members and,
+// in the same atomic step, unlinks their pages, so no page is ever left
+// cached but unindexed by a drain.
+// KEYS: index; ARGV: batch, page key prefix ('' leaves pages alone), '1' to
+// return the popped members that have not expired.
+// Returns {popped, pages removed, live members...}.
+inline redis_script const& redis_drain_script() {
+  static redis_script const s = make_redis_script("redis drain (EVALSHA)", std::string(redis_lua_library) + R"lua(
+local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
+local removed = 0
+if ARGV[2] ~= '' and #popped > 0 then
+  local pages = {}
+  for i = 1, #popped, 2 do pages[#pages + 1] = ARGV[2] .. popped[i] end
+  removed = redis.call('UNLINK', unpack(pages))
+end
+local out = {#popped / 2, removed}
+if ARGV[3] == '1' then
+  local now = now_ms()
+  for i = 1, #popped, 2 do
+    if tonumber(popped[i + 1]) > now then out[#out + 1] = popped[i] end
+  end
+end
+return out
+)lua");
+  return s;
+}
+
+struct redis_drain_result {
+  std::size_t popped = 0;
+  std::size_t pages_removed = 0;
+};
+
+// Empties `tag`'s index in steps of `batch`, each a short script, so other
+// clients are served between steps. With `unlink_pages` the pages go with
+// their members; with `live_members` the members still unexpired are
+// collected. Stops when a step finds fewer than `batch` members: members
+// added after that belong to fills that began after the caller's counter
+// bump, which are valid.
+inline redis_drain_result redis_drain_index(redis_connection& c, redis_keys const& keys, std::string_view tag,
+                                            std::size_t batch, bool unlink_pages,
+                                            std::vector<std::string>* live_members = nullptr) {
+  redis_drain_result result;
+  std::string const index = keys.index(tag);
+  std::string const page_prefix = unlink_pages ? keys.page_prefix() : std::string();
+  std::string const batch_text = std::to_string(batch);
+  for (;;) {
+    auto a = redis_connection::script_args();
+    a.view(index).view(batch_text).view(page_prefix).view(live_members != nullptr ? "1" : "0");
+    auto reply = c.eval(redis_drain_script(), 1, a);
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 || reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->type != REDIS_REPLY_INTEGER)
+      throw redis_error("redis drain (EVALSHA)", c.context(), reply.get());
+    auto const popped = static_cast<std::size_t>(reply->element[0]->integer);
+    result.popped += popped;
+    result.pages_removed += static_cast<std::size_t>(reply->element[1]->integer);
+    if (live_members != nullptr)
+      for (std::size_t i = 2; i < reply->elements; ++i) live_members->emplace_back(reply_string(reply->element[i]));
+    if (popped < batch) return result;
+  }
+}
+
+} // namespace custom_cache_page::detail
