@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds the dev and asan presets, runs every test
-# in both, then installs the library and builds an out-of-tree consumer.
+# in both, the unit tests under tsan, then installs the library and builds
+# an out-of-tree consumer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,13 @@ for preset in dev asan; do
   cmake --build --preset "${preset}"
   ctest --preset "${preset}"
 done
+
+# ThreadSanitizer over the unit tests: the concurrency, budget and
+# memory backend tests run threads against one backend.
+echo "=== preset tsan: configure, build, test (unit tests) ==="
+cmake --preset tsan
+cmake --build --preset tsan --target ccp_unit_tests
+ctest --preset tsan -R '^unit: '
 
 echo "=== install + find_package consumer ==="
 prefix=$(mktemp -d)
