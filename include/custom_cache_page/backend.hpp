@@ -7,14 +7,20 @@
 // |                             | current counter of each tag, 0 for a counter that does not    |
 // |                             | exist, read in ONE trip to the store                          |
 // | b.tag_versions(tags)        | the counters of `tags`, creating missing ones at a fresh      |
-// |                             | random generation (never a small constant)                    |
-// | b.store(key, entry)         | stores `entry` unless a counter differs from the version the  |
-// |                             | entry recorded (a tag was invalidated meanwhile): then false; |
-// |                             | indexes the key under each tag; checked and stored atomically |
+// |                             | random generation (never a small constant); a `guard` tag is  |
+// |                             | only read (0 when missing)                                    |
+// | b.store(key, entry)         | stores `entry` unless a counter (0 when missing) differs from |
+// |                             | the version the entry recorded (a tag was invalidated         |
+// |                             | meanwhile): then false;                                       |
+// |                             | indexes the key under each plain, non-guard tag; checked and  |
+// |                             | stored                                                        |
+// |                             | atomically; throws cache_error(entry_too_large) for an entry  |
+// |                             | over the store's own limit                                    |
 // | b.erase(key)                | removes the entry; true if there was one                      |
 // | b.invalidate_tag(tag, mode) | bumps the tag's counter and removes (or marks stale) the      |
 // |                             | entries indexed under it; throws when it could not            |
-// | b.prepare_response(f, tags) | adds the backend's own headers (CDN tag headers) to a response|
+// | b.prepare_response(f, tags) | adds the backend's own headers (CDN tag headers) to a response;|
+// |                             | tags with `guard` set are internal and never sent              |
 //
 // Failures throw (cache_error or anything else); cache_page turns a throwing
 // lookup or store into a pass-through, and invalidations propagate.

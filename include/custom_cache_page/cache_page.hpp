@@ -139,8 +139,10 @@ public:
     }
     // The versions this fill is built under, read before the handler runs.
     bool snapshot_ok = true;
-    if (found.versions.size() != p.tags.size() ||
-        std::find(found.versions.begin(), found.versions.end(), 0) != found.versions.end()) {
+    bool missing_counter = found.versions.size() != p.tags.size();
+    for (std::size_t i = 0; !missing_counter && i < p.tags.size(); ++i)
+      missing_counter = found.versions[i] == 0 && !p.tags[i].guard;
+    if (missing_counter) {
       try {
         found.versions = p.backend->tag_versions(p.tags);
       } catch (...) {
@@ -191,9 +193,20 @@ private:
     return *next->backend;
   }
 
+  // The target guard closes the race between a successful unsafe request
+  // and a GET fill of the same target that started before it: the unsafe
+  // request bumps the guard after its handler returns, so the older fill's
+  // snapshot no longer matches and its response is not stored. A long life
+  // is not needed: a fill lasts seconds, and a guard that expires only turns
+  // the entries built after it into misses once.
+  static constexpr std::chrono::seconds guard_ttl{std::chrono::hours(24)};
+  static std::string guard_name(std::string const& key) { return "~target:" + key; }
+
   prepared prepare(request_view const& view) const {
     auto const& o = self_->options;
-    return {storage_key(o.prefix(view), o.key_func(view)), resolve_tags(o.tags, view), &backend()};
+    prepared p{storage_key(o.prefix(view), o.key_func(view)), resolve_tags(o.tags, view), &backend()};
+    p.tags.push_back({guard_name(p.key), false, guard_ttl, true});
+    return p;
   }
 
   template <class Request>
@@ -240,7 +253,8 @@ private:
     auto res = call(std::forward<Request>(req), inert);
     if (p && res.result_int() < 400) {
       try {
-        p->backend->erase(p->key);
+        p->backend->invalidate_tag(guard_name(p->key));
+        p->backend->erase(p->key); // frees it now; the guard already makes it a miss
       } catch (...) {
         stats().error();
       }
@@ -286,7 +300,8 @@ private:
     for (auto const& f : res)
       if (detail::stored_field(res, f.name(), detail::sv(f.name_string())))
         e->headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
-    for (std::size_t i = 0; i < p.tags.size(); ++i) e->tags.push_back({p.tags[i].name, versions[i], p.tags[i].versioned});
+    for (std::size_t i = 0; i < p.tags.size(); ++i)
+      e->tags.push_back({p.tags[i].name, versions[i], p.tags[i].versioned, p.tags[i].guard});
     for (std::size_t i = 0; i < ctx.added_tags().size(); ++i) {
       auto const& t = ctx.added_tags()[i];
       if (std::none_of(e->tags.begin(), e->tags.end(), [&](tag_version const& x) { return x.name == t.name; }))
@@ -295,18 +310,20 @@ private:
     if (o.honour_vary) e->vary = detail::vary_values(req, detail::vary_fields(res));
     e->body = detail::take_body<Body>(res.body());
 
-    bool stored = false;
-    std::string_view detail = "";
+    std::optional<not_stored_reason> refused;
     try {
-      stored = p.backend->store(p.key, e);
-      if (!stored) detail = "; detail=invalidated";
+      if (!p.backend->store(p.key, e)) refused = not_stored_reason::invalidated;
+    } catch (cache_error const& err) {
+      if (err.code() != error::entry_too_large) stats().error();
+      refused = err.code() == error::entry_too_large ? not_stored_reason::too_large : not_stored_reason::store_failed;
     } catch (...) {
       stats().error();
-      detail = "; detail=store-failed";
+      refused = not_stored_reason::store_failed;
     }
-    if (stored) stats().store();
-    else stats().not_stored(detail == "; detail=invalidated" ? not_stored_reason::invalidated : not_stored_reason::store_failed);
-    return answer(std::move(e), req, *p.backend, false, fmt::format("fwd={}{}{}", fwd, stored ? "; stored" : "", detail));
+    if (refused) stats().not_stored(*refused);
+    else stats().store();
+    return answer(std::move(e), req, *p.backend, false,
+                  refused ? fmt::format("fwd={}; detail={}", fwd, to_string(*refused)) : fmt::format("fwd={}; stored", fwd));
   }
 
   // An answer built from a stored entry: the full response, a HEAD's header,

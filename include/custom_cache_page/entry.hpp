@@ -21,6 +21,7 @@ struct tag_version {
   std::string name;
   std::uint64_t version = 0;
   bool versioned = false;
+  bool guard = false; // the target guard: see resolved_tag::guard
 
   friend bool operator==(tag_version const&, tag_version const&) = default;
 };
@@ -64,7 +65,7 @@ namespace detail {
 //   "CCPE" u8 version=1
 //   u16 status  i64 stored_at_us  i64 expires_at_us
 //   u32 n_headers  { u32 len name  u32 len value }*
-//   u32 n_tags     { u32 len name  u64 version  u8 versioned }*
+//   u32 n_tags     { u32 len name  u64 version  u8 flags (1: versioned, 2: guard) }*
 //   u32 n_vary     { u32 len name  u32 len value }*
 //   u32 len body
 // and nothing after.
@@ -152,7 +153,7 @@ inline std::string encode_entry(cached_response const& e) {
   for (auto const& t : e.tags) {
     w.bytes(t.name);
     w.integer(t.version);
-    w.u8(t.versioned ? 1 : 0);
+    w.u8(static_cast<std::uint8_t>((t.versioned ? 1 : 0) | (t.guard ? 2 : 0)));
   }
   w.integer(static_cast<std::uint32_t>(e.vary.size()));
   for (auto const& [n, v] : e.vary) {
@@ -183,8 +184,9 @@ inline std::optional<cached_response> decode_entry(std::string_view bytes) {
     t.name = r.bytes();
     t.version = r.integer<std::uint64_t>();
     auto flag = r.integer<std::uint8_t>();
-    if (flag > 1) return std::nullopt;
-    t.versioned = flag == 1;
+    if (flag > 3) return std::nullopt;
+    t.versioned = (flag & 1) != 0;
+    t.guard = (flag & 2) != 0;
     e.tags.push_back(std::move(t));
   }
   for (auto n = r.count(8); n > 0 && r.ok(); --n) {

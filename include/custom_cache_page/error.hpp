@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <utility>
 
 namespace custom_cache_page {
 
@@ -13,6 +14,7 @@ enum class error {
   unknown_backend,       // no backend registered under that name
   invalidation_failed,   // an invalidation did not complete
   bad_configuration,     // a backend URL or option that cannot be used
+  entry_too_large,       // the store does not take entries that large
 };
 
 class error_category_impl : public std::error_category {
@@ -25,6 +27,7 @@ public:
     case error::unknown_backend: return "unknown cache backend";
     case error::invalidation_failed: return "cache invalidation failed";
     case error::bad_configuration: return "bad cache configuration";
+    case error::entry_too_large: return "cache entry too large for the store";
     }
     return "unknown custom_cache_page error";
   }
@@ -38,9 +41,14 @@ inline std::error_category const& error_category() noexcept {
 inline std::error_code make_error_code(error e) noexcept { return {static_cast<int>(e), error_category()}; }
 
 // Thrown by every custom_cache_page operation that must not fail silently.
-class cache_error : public std::system_error {
+// what() is the message as given; code() says which kind of failure.
+class cache_error : public std::runtime_error {
 public:
-  cache_error(error e, std::string const& what) : std::system_error(make_error_code(e), what) {}
+  cache_error(error e, std::string const& what) : std::runtime_error(what), code_(make_error_code(e)) {}
+  std::error_code const& code() const noexcept { return code_; }
+
+private:
+  std::error_code code_;
 };
 
 // A backend name that nothing was registered under; what() names it.

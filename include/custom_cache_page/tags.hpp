@@ -27,6 +27,10 @@ struct resolved_tag {
   std::string name;
   bool versioned = false;
   std::chrono::seconds version_ttl = default_version_ttl;
+  // The target guard (see cache_page.hpp): a counter that only successful
+  // unsafe requests create and bump. Fills read it and never create it (a
+  // missing counter reads 0); it is not indexed and not sent to CDNs.
+  bool guard = false;
 
   friend bool operator==(resolved_tag const&, resolved_tag const&) = default;
 };

@@ -435,3 +435,59 @@ TEST_CASE("a handler taking the request by rvalue, any request body type", "[cac
   CHECK(hit.body() == "ok");
   CHECK_THAT(hit.cache_status(), Catch::Contains("hit"));
 }
+
+TEST_CASE("an entry over the backend's own limit is reported not stored, not stored", "[cache_page]") {
+  harness h;
+  h.backend = std::make_shared<ccp::memory_backend>(ccp::memory_backend_options{.max_bytes = 1 << 20, .max_entry = 4096});
+  h.respond = [](auto const&, auto& res, auto&) { res.body() = std::string(8192, 'z'); };
+  auto cached = h.wrap();
+  auto first = get(cached, "/large");
+  CHECK(first.cache_status() == "custom_cache_page; fwd=miss; detail=too-large");
+  CHECK(first.body().size() == 8192);
+  auto snap = h.counters->snapshot();
+  CHECK(snap.stored == 0);
+  CHECK(snap.errors == 0);
+  CHECK(snap.not_stored[static_cast<std::size_t>(ccp::not_stored_reason::too_large)] == 1);
+}
+
+TEST_CASE("error messages say what failed once", "[cache_page][errors]") {
+  ccp::unknown_backend_error e("nope");
+  CHECK(std::string(e.what()) == "unknown cache backend 'nope'");
+  CHECK(e.code() == ccp::error::unknown_backend);
+}
+
+TEST_CASE("a GET fill that started before a successful PUT does not store its older response", "[cache_page]") {
+  harness h;
+  std::string data = "old";
+  bool put_during_get = true;
+  std::function<http::message_generator(http::request<http::string_body>&&)> cached_self;
+  auto cached = ccp::cache_page(h.options(), [&](http::request<http::string_body> const& req) {
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    if (req.method() == http::verb::put) {
+      data = req.body();
+    } else {
+      res.body() = data; // the read happens here, then the slow part
+      if (std::exchange(put_during_get, false)) receive(cached_self(make_request(http::verb::put, "/item", {}, "new")));
+    }
+    res.prepare_payload();
+    return res;
+  });
+  cached_self = [&](http::request<http::string_body>&& r) { return cached(std::move(r)); };
+  // While the GET handler is between its read and its return, a PUT of the
+  // same target completes.
+  auto racing = get(cached, "/item");
+  CHECK(racing.body() == "old"); // built before the PUT: fine to send to this client
+  CHECK(racing.cache_status() == "custom_cache_page; fwd=miss; detail=invalidated");
+  CHECK(get(cached, "/item").body() == "new");
+  CHECK_THAT(get(cached, "/item").cache_status(), Catch::Contains("hit"));
+}
+
+TEST_CASE("the target guard is internal: no tag header names it", "[cache_page]") {
+  harness h;
+  auto cached = h.wrap();
+  get(cached, "/g");
+  receive(cached(make_request(http::verb::put, "/g", {}, "x")));
+  // A guard that exists now must not stop new fills.
+  get(cached, "/g");
+  CHECK_THAT(get(cached, "/g").cache_status(), Catch::Contains("hit"));
+}

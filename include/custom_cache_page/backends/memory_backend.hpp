@@ -105,6 +105,10 @@ public:
     std::vector<std::uint64_t> out;
     out.reserve(tags.size());
     for (auto const& t : tags) {
+      if (t.guard) {
+        out.push_back(counter_of(t.name, now));
+        continue;
+      }
       auto& s = shard_of(t.name);
       std::unique_lock lock(s.mutex);
       auto [it, inserted] = s.counters.try_emplace(t.name);
@@ -128,12 +132,13 @@ public:
     auto const now = clock::now();
     if (!versions_current(*entry, now)) return false;
     std::size_t const bytes = footprint(key, *entry);
+    if (bytes > options_.max_entry || bytes > shard_budget())
+      throw cache_error(error::entry_too_large, "entry of " + std::to_string(bytes) + " bytes exceeds the memory backend's limit");
     auto& s = shard_of(key);
     std::uint64_t generation = 0;
     {
       std::unique_lock lock(s.mutex);
       erase_locked(s, key);
-      if (bytes > options_.max_entry || bytes > shard_budget()) return true; // too large for this store
       sweep_locked(s, now, 8);
       while (s.bytes + bytes > shard_budget() && evict_one_locked(s)) {
       }
@@ -144,9 +149,8 @@ public:
       slot.referenced.store(false, std::memory_order_relaxed);
       s.bytes += bytes;
       s.clock.push_back({key, generation});
-      // Versioned tags need no index: their counter alone invalidates, in O(1).
       for (auto const& t : entry->tags)
-        if (!t.versioned) s.index.add(t.name, key, entry->expires_at);
+        if (indexed(t)) s.index.add(t.name, key, entry->expires_at);
     }
     if (versions_current(*entry, now)) return true;
     std::unique_lock lock(s.mutex);
@@ -223,12 +227,15 @@ private:
     std::size_t counters_high_water = 1024;
   };
 
+  // Versioned tags and the target guard need no index: their counter alone
+  // invalidates, in O(1).
+  static bool indexed(tag_version const& t) { return !t.versioned && !t.guard; }
+
   shard& shard_of(std::string const& name) const { return shards_[std::hash<std::string>{}(name) & (shard_count_ - 1)]; }
   std::size_t shard_budget() const { return options_.max_bytes / shard_count_; }
 
   static std::size_t footprint(std::string const& key, cached_response const& e) {
-    auto plain = static_cast<std::size_t>(
-        std::count_if(e.tags.begin(), e.tags.end(), [](tag_version const& t) { return !t.versioned; }));
+    auto plain = static_cast<std::size_t>(std::count_if(e.tags.begin(), e.tags.end(), indexed));
     // The key is held twice (map and CLOCK queue) and once per index member.
     return e.footprint() + 2 * key.capacity() + slot_overhead + plain * (key.capacity() + index_overhead);
   }
@@ -258,7 +265,7 @@ private:
     auto it = s.entries.find(key);
     if (it == s.entries.end()) return false;
     for (auto const& t : it->second.entry->tags)
-      if (!t.versioned) s.index.remove(t.name, key);
+      if (indexed(t)) s.index.remove(t.name, key);
     s.bytes -= it->second.bytes;
     s.entries.erase(it);
     return true; // its CLOCK slot is skipped when reached
