@@ -129,6 +129,14 @@ private:
 inline std::int64_t to_us(cached_response::clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
 }
+// Whether the clock can hold `us` microseconds (the conversion would
+// overflow otherwise: a corrupt value must be rejected, not wrapped).
+inline bool representable_us(std::int64_t us) {
+  using namespace std::chrono;
+  constexpr auto lo = duration_cast<microseconds>(cached_response::clock::duration::min()).count();
+  constexpr auto hi = duration_cast<microseconds>(cached_response::clock::duration::max()).count();
+  return us >= lo && us <= hi;
+}
 inline cached_response::clock::time_point from_us(std::int64_t us) {
   return cached_response::clock::time_point(
       std::chrono::duration_cast<cached_response::clock::duration>(std::chrono::microseconds(us)));
@@ -172,8 +180,11 @@ inline std::optional<cached_response> decode_entry(std::string_view bytes) {
   if (r.integer<std::uint8_t>() != detail::entry_format_version) return std::nullopt;
   cached_response e;
   e.status = r.integer<std::uint16_t>();
-  e.stored_at = detail::from_us(r.integer<std::int64_t>());
-  e.expires_at = detail::from_us(r.integer<std::int64_t>());
+  auto const stored_us = r.integer<std::int64_t>();
+  auto const expires_us = r.integer<std::int64_t>();
+  if (!detail::representable_us(stored_us) || !detail::representable_us(expires_us)) return std::nullopt;
+  e.stored_at = detail::from_us(stored_us);
+  e.expires_at = detail::from_us(expires_us);
   for (auto n = r.count(8); n > 0 && r.ok(); --n) {
     auto name = r.bytes();
     auto value = r.bytes();

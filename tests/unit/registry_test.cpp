@@ -1,0 +1,251 @@
+// The backend registry (registry.hpp), with the memory backend and stats.
+#include <custom_cache_page/registry.hpp>
+#include <custom_cache_page/stats.hpp>
+#include <custom_cache_page/backends/memory_backend.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace ccp = custom_cache_page;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A backend whose invalidation fails for tags starting with "bad"; it
+// records every tag it was asked to invalidate.
+struct flaky_backend {
+  std::vector<std::string> attempted;
+
+  ccp::lookup_result lookup(std::string const&, std::span<ccp::resolved_tag const> tags) {
+    return {nullptr, std::vector<std::uint64_t>(tags.size(), 0)};
+  }
+  std::vector<std::uint64_t> tag_versions(std::span<ccp::resolved_tag const> tags) {
+    return std::vector<std::uint64_t>(tags.size(), std::uint64_t{1} << 40);
+  }
+  bool store(std::string const&, std::shared_ptr<ccp::cached_response const>) { return true; }
+  bool erase(std::string const&) { return false; }
+  ccp::invalidation_result invalidate_tag(std::string const& tag) {
+    attempted.push_back(tag);
+    if (tag.starts_with("bad")) throw std::runtime_error("store unreachable");
+    return {tag, "", 7, 0};
+  }
+  void prepare_response(boost::beast::http::fields&, std::span<ccp::tag_version const>) {}
+};
+static_assert(ccp::backend<flaky_backend>);
+
+template <class Fn>
+std::string what_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (std::exception const& e) {
+    return e.what();
+  }
+  return "<no exception>";
+}
+
+std::shared_ptr<ccp::cached_response> entry_with(std::vector<ccp::tag_version> tags) {
+  auto e = std::make_shared<ccp::cached_response>();
+  e->body = "page";
+  e->stored_at = ccp::cached_response::clock::now();
+  e->expires_at = e->stored_at + 60s;
+  e->tags = std::move(tags);
+  return e;
+}
+
+} // namespace
+
+TEST_CASE("an unknown backend name throws unknown_backend_error naming it", "[registry]") {
+  ccp::registry reg;
+  CHECK_THROWS_AS(reg.get("no-such-backend"), ccp::unknown_backend_error);
+  CHECK_THAT(what_of([&] { reg.get("no-such-backend"); }), Catch::Contains("no-such-backend"));
+  try {
+    reg.get("other-name");
+    FAIL("get did not throw");
+  } catch (ccp::unknown_backend_error const& e) {
+    CHECK(e.name() == "other-name");
+    CHECK(e.code() == ccp::error::unknown_backend);
+  }
+  CHECK_THROWS_AS(reg.set_default("nope"), ccp::unknown_backend_error);
+  CHECK_THROWS_AS(reg.invalidate_tag("t", "nope"), ccp::unknown_backend_error);
+}
+
+TEST_CASE("make_backend builds a memory backend with its options", "[registry]") {
+  ccp::registry reg;
+  auto b = reg.make_backend("memory://?max_bytes=1MiB&max_entry=64k");
+  REQUIRE(b);
+  auto* m = b.target<ccp::memory_backend>();
+  REQUIRE(m != nullptr);
+  CHECK(m->options().max_bytes == std::size_t{1} << 20);
+  CHECK(m->options().max_entry == std::size_t{64} << 10);
+  CHECK(b.target<flaky_backend>() == nullptr);
+
+  auto plain = reg.make_backend("memory://?max_bytes=1048576&max_entry=2G");
+  REQUIRE(plain.target<ccp::memory_backend>() != nullptr);
+  CHECK(plain.target<ccp::memory_backend>()->options().max_bytes == 1048576);
+  CHECK(plain.target<ccp::memory_backend>()->options().max_entry == std::size_t{2} << 30);
+
+  auto defaults = reg.make_backend("memory://");
+  CHECK(defaults.target<ccp::memory_backend>()->options().max_bytes == ccp::memory_backend_options{}.max_bytes);
+}
+
+TEST_CASE("make_backend rejects unknown schemes and bad options", "[registry]") {
+  ccp::registry reg;
+  CHECK_THROWS_AS(reg.make_backend("nosuchscheme://host"), ccp::unknown_backend_error);
+  CHECK_THAT(what_of([&] { reg.make_backend("nosuchscheme://host"); }), Catch::Contains("nosuchscheme"));
+  CHECK_THROWS_AS(reg.make_backend("not a url"), ccp::cache_error);
+
+  for (char const* url : {"memory://?max_bytes=lots", "memory://?max_bytes=", "memory://?max_bytes=12XB",
+                          "memory://?max_entry=-1", "memory://?unknown_option=1"}) {
+    INFO(url);
+    try {
+      reg.make_backend(url);
+      FAIL("accepted");
+    } catch (ccp::cache_error const& e) {
+      CHECK(e.code() == ccp::error::bad_configuration);
+    }
+  }
+}
+
+TEST_CASE("a size that overflows is rejected, not wrapped", "[registry]") {
+  // 2^64 + 5 bytes would wrap to 5 and silently give a tiny budget; 2^54 GiB
+  // overflows in the multiplication.
+  ccp::registry reg;
+  CHECK_THROWS_AS(reg.make_backend("memory://?max_bytes=18446744073709551621"), ccp::cache_error);
+  CHECK_THROWS_AS(reg.make_backend("memory://?max_bytes=18014398509481984G"), ccp::cache_error);
+}
+
+TEST_CASE("scheme factories can be added", "[registry]") {
+  ccp::registry reg;
+  auto shared = std::make_shared<flaky_backend>();
+  reg.add_scheme("flaky", [shared](boost::urls::url_view const&) { return ccp::any_backend(shared); });
+  CHECK(reg.make_backend("flaky://x").target<flaky_backend>() == shared.get());
+}
+
+TEST_CASE("the default backend is an in-memory one named memory", "[registry]") {
+  ccp::registry reg;
+  CHECK(reg.names().empty());
+  CHECK(reg.default_name() == "memory");
+  auto b = reg.get_default();
+  REQUIRE(b);
+  CHECK(b.target<ccp::memory_backend>() != nullptr);
+  CHECK(reg.names() == std::vector<std::string>{"memory"});
+  // The same backend every time, not a fresh one.
+  CHECK(reg.get_default().target<ccp::memory_backend>() == b.target<ccp::memory_backend>());
+  CHECK(reg.get("memory").target<ccp::memory_backend>() == b.target<ccp::memory_backend>());
+}
+
+TEST_CASE("the first backend added becomes the default", "[registry]") {
+  ccp::registry reg;
+  reg.add("pages", "memory://?max_bytes=1MiB");
+  reg.add("other", ccp::any_backend(std::make_shared<flaky_backend>()));
+  CHECK(reg.default_name() == "pages");
+  CHECK(reg.get_default().target<ccp::memory_backend>() != nullptr);
+  reg.set_default("other");
+  CHECK(reg.get_default().target<flaky_backend>() != nullptr);
+  reg.clear();
+  CHECK(reg.names().empty());
+  CHECK(reg.default_name() == "memory");
+}
+
+TEST_CASE("invalidate_tag removes plain and versioned entries of the same name", "[registry]") {
+  ccp::registry reg;
+  auto mem = std::make_shared<ccp::memory_backend>();
+  reg.add("mem", ccp::any_backend(mem));
+
+  std::vector<ccp::resolved_tag> plain{{"products", false}};
+  std::vector<ccp::resolved_tag> versioned{{"products", true}};
+  auto pv = mem->tag_versions(plain);
+  auto vv = mem->tag_versions(versioned);
+  REQUIRE(mem->store("plain-page", entry_with({{"products", pv[0], false}})));
+  REQUIRE(mem->store("versioned-page", entry_with({{"products", vv[0], true}})));
+  std::vector<ccp::resolved_tag> users{{"users", false}};
+  REQUIRE(mem->store("unrelated", entry_with({{"users", mem->tag_versions(users)[0], false}})));
+  REQUIRE(mem->lookup("plain-page", plain).entry);
+  REQUIRE(mem->lookup("versioned-page", versioned).entry);
+
+  auto size_before = mem->size();
+  auto r = reg.invalidate_tag("products"); // the default backend
+  CHECK(r.tag == "products");
+  CHECK(r.backend == "mem");
+  // The plain entry is removed through the index; a versioned one may be
+  // left to its counter. Either way the count is what left the store.
+  CHECK(r.entries_removed >= 1);
+  CHECK(r.entries_removed == size_before - mem->size());
+  CHECK(r.version != 0);
+  CHECK(r.version != vv[0]);
+
+  auto after_plain = mem->lookup("plain-page", plain);
+  auto after_versioned = mem->lookup("versioned-page", versioned);
+  CHECK_FALSE(after_plain.entry);
+  CHECK_FALSE(after_versioned.entry);
+  REQUIRE(after_versioned.versions.size() == 1);
+  CHECK(after_versioned.versions[0] == r.version);
+  CHECK(mem->lookup("unrelated", users).entry); // other tags untouched
+}
+
+TEST_CASE("invalidate_tag normalises the tag and refuses an empty one", "[registry]") {
+  ccp::registry reg;
+  auto flaky = std::make_shared<flaky_backend>();
+  reg.add("flaky", ccp::any_backend(flaky));
+  auto r = reg.invalidate_tag(" product\r\n-1 ");
+  CHECK(r.tag == "product-1");
+  CHECK(flaky->attempted == std::vector<std::string>{"product-1"});
+  CHECK_THROWS_AS(reg.invalidate_tag(" \r\n"), ccp::invalidation_error);
+  CHECK(flaky->attempted.size() == 1);
+}
+
+TEST_CASE("invalidate_tags attempts every tag, then reports the first failure", "[registry]") {
+  ccp::registry reg;
+  auto flaky = std::make_shared<flaky_backend>();
+  reg.add("flaky", ccp::any_backend(flaky));
+  try {
+    reg.invalidate_tags({"a", "bad-1", "b", "bad-2", "c"}, "flaky");
+    FAIL("invalidate_tags reported success for a failed invalidation");
+  } catch (ccp::invalidation_error const& e) {
+    CHECK(e.tag() == "bad-1");
+    CHECK_THAT(std::string(e.what()), Catch::Contains("store unreachable"));
+    CHECK(e.code() == ccp::error::invalidation_failed);
+  }
+  CHECK(flaky->attempted == std::vector<std::string>{"a", "bad-1", "b", "bad-2", "c"});
+
+  auto ok = reg.invalidate_tags({"x", "y"}, "flaky");
+  REQUIRE(ok.size() == 2);
+  CHECK(ok[0].tag == "x");
+  CHECK(ok[1].backend == "flaky");
+  CHECK(ok[1].version == 7);
+}
+
+TEST_CASE("stats counts and exposes Prometheus text", "[stats]") {
+  ccp::stats s;
+  s.hit();
+  s.hit();
+  s.miss();
+  s.store();
+  s.not_stored(ccp::not_stored_reason::vary_star);
+  s.not_stored(ccp::not_stored_reason::set_cookie);
+  s.not_stored(ccp::not_stored_reason::set_cookie);
+  auto snap = s.snapshot();
+  CHECK(snap.hits == 2);
+  CHECK(snap.misses == 1);
+  CHECK(snap.stored == 1);
+  CHECK(snap.not_stored_total() == 3);
+
+  auto text = s.prometheus();
+  CHECK_THAT(text, Catch::Contains("# TYPE custom_cache_page_hits_total counter\n"));
+  CHECK_THAT(text, Catch::Contains("\ncustom_cache_page_hits_total 2\n"));
+  CHECK_THAT(text, Catch::Contains("\ncustom_cache_page_misses_total 1\n"));
+  CHECK_THAT(text, Catch::Contains("# TYPE custom_cache_page_not_stored_total counter\n"));
+  CHECK_THAT(text, Catch::Contains("custom_cache_page_not_stored_total{reason=\"vary-star\"} 1\n"));
+  CHECK_THAT(text, Catch::Contains("custom_cache_page_not_stored_total{reason=\"set-cookie\"} 2\n"));
+  CHECK_THAT(text, Catch::Contains("custom_cache_page_not_stored_total{reason=\"no-store\"} 0\n"));
+  // Every reason has a line, and one TYPE line per metric family.
+  for (std::size_t i = 0; i < static_cast<std::size_t>(ccp::not_stored_reason::count_); ++i) {
+    auto reason = ccp::to_string(static_cast<ccp::not_stored_reason>(i));
+    CHECK_THAT(text, Catch::Contains("{reason=\"" + std::string(reason) + "\"}"));
+  }
+  CHECK_THAT(s.prometheus("app_cache"), Catch::Contains("# TYPE app_cache_hits_total counter"));
+}
