@@ -217,6 +217,7 @@ TEST_CASE("etag_matches uses the weak comparison", "[http]") {
   CHECK(d::etag_matches("W/\"abc\"", "W/\"abc\""));
   CHECK(d::etag_matches("\"x\", \"y\" ,  W/\"abc\"", "\"abc\""));
   CHECK(d::etag_matches("*", "\"abc\""));
+  CHECK(d::etag_matches("*", "")); // any current representation, ETag or not (RFC 9110 §13.1.2)
   CHECK_FALSE(d::etag_matches("\"abd\"", "\"abc\""));
   CHECK_FALSE(d::etag_matches("\"x\", \"y\"", "\"abc\""));
   CHECK_FALSE(d::etag_matches("\"abc\"", ""));

@@ -204,12 +204,12 @@ inline std::optional<std::chrono::system_clock::time_point> parse_http_date(std:
 }
 
 // If-None-Match against an entity tag, weak comparison (RFC 9110 §13.1.2).
+// "*" matches any current representation, with or without an ETag.
 inline bool etag_matches(std::string_view if_none_match, std::string_view etag) {
-  if (etag.empty()) return false;
   auto opaque = [](std::string_view t) { return t.starts_with("W/") ? t.substr(2) : t; };
   bool match = false;
   for_each_list_item(if_none_match, [&](std::string_view item) {
-    match = match || item == "*" || opaque(item) == opaque(etag);
+    match = match || item == "*" || (!etag.empty() && opaque(item) == opaque(etag));
   });
   return match;
 }
