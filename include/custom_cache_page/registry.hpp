@@ -1,7 +1,7 @@
 // The registry: backends by name, a default backend, and invalidate_tag(s).
 //
-// With nothing configured the default backend is an in-memory one named
-// "memory". The environment variable CUSTOM_CACHE_PAGE_BACKEND, when set,
+// The default backend is the one set_default() named, else the one added
+// as "default", else an in-memory one named "memory" created on first use. The environment variable CUSTOM_CACHE_PAGE_BACKEND, when set,
 // configures the default backend from a URL (see make_backend()).
 #pragma once
 
@@ -93,10 +93,11 @@ public:
     return factory(*parsed);
   }
 
-  // Registers `b` as `name`; the first backend added becomes the default.
+  // Registers `b` as `name`. A backend named "default" is the default
+  // unless set_default() chose another.
   void add(std::string name, any_backend b) {
     std::unique_lock lock(mutex_);
-    if (default_name_.empty()) default_name_ = name;
+    if (default_name_.empty() && name == "default") default_name_ = name;
     auto& place = backends_[std::move(name)];
     if (place) retired_.push_back(std::move(place));
     place = std::make_unique<any_backend>(std::move(b));

@@ -491,3 +491,34 @@ TEST_CASE("the target guard is internal: no tag header names it", "[cache_page]"
   get(cached, "/g");
   CHECK_THAT(get(cached, "/g").cache_status(), Catch::Contains("hit"));
 }
+
+TEST_CASE("backends by registered name and the default registry's free functions", "[cache_page][registry]") {
+  auto& registry = ccp::default_registry();
+  auto named = std::make_shared<ccp::memory_backend>();
+  registry.add("cache-page-test-named", ccp::any_backend(named));
+  int calls = 0;
+  auto handler = [&](http::request<http::string_body> const& req) {
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.body() = std::to_string(++calls);
+    res.prepare_payload();
+    return res;
+  };
+  auto by_name = ccp::cache_page({.tags = {"cache-page-test-tag"}, .backend = "cache-page-test-named"}, handler);
+  get(by_name, "/named");
+  CHECK_THAT(get(by_name, "/named").cache_status(), Catch::Contains("hit"));
+  CHECK(named->size() == 1);
+  auto result = ccp::invalidate_tag("cache-page-test-tag", "cache-page-test-named");
+  CHECK(result.backend == "cache-page-test-named");
+  CHECK(result.entries_removed == 1);
+  CHECK_THAT(get(by_name, "/named").cache_status(), Catch::Contains("fwd=miss"));
+
+  // The default backend: what cache_page uses when it names none.
+  auto by_default = ccp::cache_page({.tags = {ccp::versioned("cache-page-test-default")}}, handler);
+  get(by_default, "/default");
+  CHECK_THAT(get(by_default, "/default").cache_status(), Catch::Contains("hit"));
+  auto results = ccp::invalidate_tags({"cache-page-test-default", "cache-page-test-other"});
+  CHECK(results.size() == 2);
+  CHECK_THAT(get(by_default, "/default").cache_status(), Catch::Contains("fwd=miss"));
+
+  CHECK_THROWS_WITH(ccp::invalidate_tag("x", "no-such-backend"), Catch::Contains("no-such-backend"));
+}

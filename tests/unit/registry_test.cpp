@@ -138,12 +138,16 @@ TEST_CASE("the default backend is an in-memory one named memory", "[registry]") 
   CHECK(reg.get("memory").target<ccp::memory_backend>() == b.target<ccp::memory_backend>());
 }
 
-TEST_CASE("the first backend added becomes the default", "[registry]") {
+TEST_CASE("the default is set_default's choice, else the backend named default", "[registry]") {
   ccp::registry reg;
   reg.add("pages", "memory://?max_bytes=1MiB");
   reg.add("other", ccp::any_backend(std::make_shared<flaky_backend>()));
-  CHECK(reg.default_name() == "pages");
-  CHECK(reg.get_default().target<ccp::memory_backend>() != nullptr);
+  CHECK(reg.default_name() == "memory"); // adding a backend does not make it the default
+  reg.add("default", ccp::any_backend(std::make_shared<flaky_backend>()));
+  CHECK(reg.default_name() == "memory"); // the implicit one was already created
+  ccp::registry fresh;
+  fresh.add("default", ccp::any_backend(std::make_shared<flaky_backend>()));
+  CHECK(fresh.default_name() == "default");
   reg.set_default("other");
   CHECK(reg.get_default().target<flaky_backend>() != nullptr);
   reg.clear();
@@ -155,6 +159,7 @@ TEST_CASE("invalidate_tag removes plain and versioned entries of the same name",
   ccp::registry reg;
   auto mem = std::make_shared<ccp::memory_backend>();
   reg.add("mem", ccp::any_backend(mem));
+  reg.set_default("mem");
 
   std::vector<ccp::resolved_tag> plain{{"products", false}};
   std::vector<ccp::resolved_tag> versioned{{"products", true}};
@@ -191,6 +196,7 @@ TEST_CASE("invalidate_tag normalises the tag and refuses an empty one", "[regist
   ccp::registry reg;
   auto flaky = std::make_shared<flaky_backend>();
   reg.add("flaky", ccp::any_backend(flaky));
+  reg.set_default("flaky");
   auto r = reg.invalidate_tag(" product\r\n-1 ");
   CHECK(r.tag == "product-1");
   CHECK(flaky->attempted == std::vector<std::string>{"product-1"});
