@@ -28,6 +28,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/message_generator.hpp>
 
+#include <charconv>
 #include <chrono>
 #include <functional>
 #include <atomic>
@@ -350,7 +351,15 @@ private:
         else res.insert(field, value);
       }
       if (hit) res.set(http::field::age, std::to_string(age));
-      std::string params = hit ? fmt::format("hit; ttl={}", remaining) : std::string(miss_params);
+      std::string params;
+      if (hit) {
+        char ttl[24];
+        params.reserve(32);
+        params.append("hit; ttl=");
+        params.append(ttl, std::to_chars(ttl, ttl + sizeof ttl, remaining).ptr);
+      } else {
+        params = miss_params;
+      }
       res.set("Cache-Status", detail::cache_status(detail::sv(res["Cache-Status"]), name, params));
       res.version(req.version());
       res.keep_alive(req.keep_alive());

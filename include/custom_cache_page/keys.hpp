@@ -19,17 +19,19 @@ namespace custom_cache_page {
 
 namespace detail {
 
+// Appends `s` with '%' and every character of `specials` percent-encoded;
+// copies the runs between them whole.
 inline void append_escaped(std::string& out, std::string_view s, std::string_view specials) {
   static constexpr char digits[] = "0123456789ABCDEF";
-  for (char c : s) {
-    if (c == '%' || specials.find(c) != std::string_view::npos) {
-      auto u = static_cast<unsigned char>(c);
-      out += '%';
-      out += digits[u >> 4];
-      out += digits[u & 0x0f];
-    } else {
-      out += c;
-    }
+  while (!s.empty()) {
+    std::size_t run = 0;
+    while (run < s.size() && s[run] != '%' && specials.find(s[run]) == std::string_view::npos) ++run;
+    out.append(s.data(), run);
+    if (run == s.size()) return;
+    auto u = static_cast<unsigned char>(s[run]);
+    char escaped[3] = {'%', digits[u >> 4], digits[u & 0x0f]};
+    out.append(escaped, 3);
+    s.remove_prefix(run + 1);
   }
 }
 

@@ -252,19 +252,35 @@ inline std::string with_max_age(std::string_view cache_control, long long max_ag
 }
 
 // The Cache-Control of a hit `age` seconds old: the stored max-age counted
-// down, other directives kept.
+// down, other directives kept. Stored values come from with_max_age, so
+// max-age is found by a plain search and only its number is rewritten.
 inline std::string counted_down(std::string_view cache_control, long long age) {
+  auto at = cache_control.rfind("max-age="); // with_max_age puts it last
+  if (at == std::string_view::npos) return std::string(cache_control);
+  auto digits_at = at + 8;
   long long stored = 0;
-  if (auto arg = cache_directive(cache_control, "max-age")) {
-    auto [p, ec] = std::from_chars(arg->data(), arg->data() + arg->size(), stored);
-    if (ec != std::errc{}) return std::string(cache_control);
+  auto [end, ec] = std::from_chars(cache_control.data() + digits_at, cache_control.data() + cache_control.size(), stored);
+  if (ec != std::errc{}) {
+    // Not in with_max_age's form (quoted, say): the general way.
+    auto arg = cache_directive(cache_control, "max-age");
+    if (!arg || std::from_chars(arg->data(), arg->data() + arg->size(), stored).ec != std::errc{})
+      return std::string(cache_control);
+    return with_max_age(cache_control, stored - age, false);
   }
-  return with_max_age(cache_control, stored - age, false);
+  char number[24];
+  auto [number_end, ec2] = std::to_chars(number, number + sizeof number, std::max(0LL, stored - age));
+  std::string out;
+  out.reserve(cache_control.size() + 4);
+  out.append(cache_control.substr(0, digits_at));
+  out.append(number, number_end);
+  out.append(end, cache_control.data() + cache_control.size());
+  return out;
 }
 
 // One Cache-Status member (RFC 9211), appended to what is already there.
 inline std::string cache_status(std::string_view existing, std::string_view cache_name, std::string_view params) {
   std::string out;
+  out.reserve(existing.size() + cache_name.size() + params.size() + 4);
   if (!trim(existing).empty()) {
     out.append(existing);
     out += ", ";
