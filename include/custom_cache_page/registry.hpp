@@ -59,7 +59,10 @@ using backend_factory = std::function<any_backend(boost::urls::url_view const&)>
 
 class registry {
 public:
-  registry() {
+  // `from_environment`: the first time the default backend is needed and
+  // none was chosen, build it from CUSTOM_CACHE_PAGE_BACKEND if that is set
+  // (late, so that schemes added at start-up, such as redis, are known).
+  explicit registry(bool from_environment = false) : from_environment_(from_environment) {
     add_scheme("memory", [](boost::urls::url_view const& u) {
       memory_backend_options o;
       for (auto const& p : u.params()) {
@@ -137,6 +140,12 @@ public:
       std::shared_lock lock(mutex_);
       if (!default_name_.empty()) return *backends_.find(default_name_)->second;
     }
+    if (from_environment_ && !environment_read_.exchange(true)) {
+      if (char const* url = std::getenv("CUSTOM_CACHE_PAGE_BACKEND"); url != nullptr && *url != '\0') {
+        add("default", make_backend(url));
+        return default_ref();
+      }
+    }
     std::unique_lock lock(mutex_);
     if (default_name_.empty()) {
       default_name_ = "memory";
@@ -207,19 +216,16 @@ private:
   std::map<std::string, std::unique_ptr<any_backend>, std::less<>> backends_;
   std::vector<std::unique_ptr<any_backend>> retired_;
   std::atomic<std::uint64_t> generation_{0};
+  bool const from_environment_;
+  std::atomic<bool> environment_read_{false};
   std::map<std::string, backend_factory, std::less<>> schemes_;
   std::string default_name_;
 };
 
-// The process-wide registry that cache_page and the free functions use.
+// The process-wide registry that cache_page and the free functions use; it
+// reads CUSTOM_CACHE_PAGE_BACKEND when the default backend is first needed.
 inline registry& default_registry() {
-  static registry r;
-  static bool const configured = [] {
-    if (char const* url = std::getenv("CUSTOM_CACHE_PAGE_BACKEND"); url != nullptr && *url != '\0')
-      r.add("default", r.make_backend(url));
-    return true;
-  }();
-  (void)configured;
+  static registry r(true);
   return r;
 }
 
