@@ -19,7 +19,7 @@ done
 echo "=== preset tsan: configure, build, test (unit tests) ==="
 cmake --preset tsan
 cmake --build --preset tsan --target ccp_unit_tests
-ctest --preset tsan -R '^unit: '
+ctest --preset tsan -R '^unit:'
 
 echo "=== install + find_package consumer ==="
 prefix=$(mktemp -d)
