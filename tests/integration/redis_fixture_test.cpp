@@ -27,3 +27,17 @@ TEST_CASE("the redis fixture serves a real redis-server through hiredis", "[redi
   freeReplyObject(save);
   CHECK(command("DEL %s", "ccp:test:key") == "1");
 }
+
+TEST_CASE("the redis fixture restarts on the port it had", "[redis][fixture]") {
+  auto& server = ccp_test::redis_server::shared();
+  auto const port = server.port();
+  server.stop();
+  CHECK_FALSE(server.running());
+  CHECK_THROWS(server.connect());
+  server.start();
+  CHECK(server.running());
+  CHECK(server.port() == port);
+  auto ctx = server.connect();
+  auto reply = ccp_test::command(ctx.get(), {"PING"});
+  CHECK(std::string(reply->str, reply->len) == "PONG");
+}

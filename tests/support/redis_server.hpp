@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <hiredis.h>
 
@@ -18,6 +19,25 @@
 #include "server_required.hpp"
 
 namespace ccp_test {
+
+struct redis_reply_free {
+  void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+using redis_reply = std::unique_ptr<redisReply, redis_reply_free>;
+
+// One command on a plain hiredis connection, arguments binary-safe; throws
+// when the connection fails (an error reply is returned).
+inline redis_reply command(redisContext* c, std::vector<std::string> const& args) {
+  std::vector<char const*> argv;
+  std::vector<std::size_t> lens;
+  for (auto const& a : args) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  redis_reply r(static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data())));
+  if (!r) throw std::runtime_error(std::string("redis command failed: ") + c->errstr);
+  return r;
+}
 
 class redis_server {
 public:
@@ -46,18 +66,25 @@ public:
     return "redis://127.0.0.1:" + std::to_string(port_) + "/" + std::to_string(db);
   }
 
-  // Starts (again) on the same port: outage tests stop and restart it.
+  // Starts, or starts again after stop(): a restart keeps the port, so that
+  // clients configured with it reconnect (outage tests), and only moves to a
+  // new port when the old one stays taken.
   void start() {
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      if (port_ == 0 || attempt > 0) port_ = free_loopback_port();
+    bool const restart = port_ != 0;
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      bool const keep = restart ? attempt < 6 : attempt == 0 && port_ != 0;
+      if (!keep) port_ = free_loopback_port();
       process_ = std::make_unique<child_process>(std::vector<std::string>{
           program_, "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "",
           "--appendonly", "no", "--dir", dir_.string(), "--logfile", (dir_ / "redis.log").string()});
       if (wait_until_ready()) return;
       process_.reset();
+      if (keep) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     throw std::runtime_error("redis-server did not answer PING; see " + (dir_ / "redis.log").string());
   }
+
+  bool running() const { return process_ != nullptr && process_->running(); }
 
   void stop() { process_.reset(); }
 
@@ -68,6 +95,14 @@ public:
         redisConnectWithTimeout("127.0.0.1", port_, tv), &redisFree);
     if (!ctx || ctx->err) throw std::runtime_error("cannot connect to the test redis-server");
     return ctx;
+  }
+
+  // The server's own view of `section` (INFO), e.g. "commandstats".
+  std::string info(char const* section) const {
+    auto ctx = connect();
+    auto reply = command(ctx.get(), {"INFO", section});
+    if (reply->type != REDIS_REPLY_STRING) throw std::runtime_error("INFO failed");
+    return std::string(reply->str, reply->len);
   }
 
 private:

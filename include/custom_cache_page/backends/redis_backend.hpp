@@ -5,10 +5,12 @@
 // | operation      | Redis                                                        | round trips |
 // |----------------|--------------------------------------------------------------|-------------|
 // | lookup         | MGET page tagv:t1..tn                                        | 1 (*)       |
-// | tag_versions   | pipeline of SET tagv NX GET EX + EXPIRE GT per tag           | 1           |
+// | tag_versions   | pipeline of SET tagv NX GET EX + EXPIRE GT per tag (GET for  | 1           |
+// |                | a guard tag, which only invalidation creates)                |             |
 // | store          | one script: compare every counter, SET PX, index plain tags  | 1           |
 // | erase          | UNLINK page                                                  | 1           |
-// | invalidate_tag | bump script, then drain steps of `drain_batch` (ZPOPMIN+UNLINK) | 1 + keys/batch |
+// | invalidate_tag | one script: bump, first drain step (ZPOPMIN + UNLINK of      | 1 per       |
+// |                | `drain_batch` members); further steps while members remain   | drain_batch |
 //
 // (*) An entry that carries tags its handler added (fill_context::add_tag)
 // needs their counters too, which a request does not name: a hit on such an
@@ -27,6 +29,8 @@
 #include <custom_cache_page/entry.hpp>
 #include <custom_cache_page/indexes/redis_index.hpp>
 #include <custom_cache_page/tags.hpp>
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <charconv>
@@ -90,6 +94,13 @@ public:
     for (auto const& t : tags) {
       fresh.push_back(detail::fresh_generation());
       auto const ttl = std::max<std::int64_t>(1, t.version_ttl.count());
+      if (t.guard) {
+        // Only invalidation creates a guard; a fill just reads it.
+        detail::redis_args get{"GET"};
+        get.add(keys_.counter(t.name));
+        commands.push_back(std::move(get));
+        continue;
+      }
       detail::redis_args set{"SET"};
       set.add(keys_.counter(t.name)).add(fresh.back()).view("NX").view("GET").view("EX").add(ttl);
       commands.push_back(std::move(set));
@@ -102,13 +113,19 @@ public:
       auto replies = c.pipeline("redis tag versions (SET NX GET)", commands);
       std::vector<std::uint64_t> versions;
       versions.reserve(tags.size());
+      std::size_t next = 0;
       for (std::size_t i = 0; i < tags.size(); ++i) {
-        auto const* r = replies[2 * i].get();
+        auto const* r = replies[next++].get();
+        if (r->type == REDIS_REPLY_ERROR) throw detail::redis_error("redis tag versions (SET NX GET)", c.context(), r);
+        if (tags[i].guard) {
+          versions.push_back(parse_counter(r));
+          continue;
+        }
         if (r->type == REDIS_REPLY_NIL) versions.push_back(fresh[i]); // ours was set
         else if (r->type == REDIS_REPLY_STRING) versions.push_back(parse_counter(r));
         else throw detail::redis_error("redis tag versions (SET NX GET)", c.context(), r);
-        if (replies[2 * i + 1]->type == REDIS_REPLY_ERROR)
-          throw detail::redis_error("redis tag versions (EXPIRE GT)", c.context(), replies[2 * i + 1].get());
+        auto const* e = replies[next++].get();
+        if (e->type == REDIS_REPLY_ERROR) throw detail::redis_error("redis tag versions (EXPIRE GT)", c.context(), e);
       }
       return versions;
     });
@@ -116,20 +133,33 @@ public:
 
   bool store(std::string const& key, std::shared_ptr<cached_response const> entry) {
     auto const ttl = std::chrono::duration_cast<std::chrono::milliseconds>(entry->expires_at - clock::now()).count();
+    std::string value = encode_entry(*entry);
+    if (value.size() > client_->options().max_entry)
+      throw cache_error(error::entry_too_large, fmt::format("entry of {} bytes exceeds the redis backend's max_entry of {}",
+                                                            value.size(), client_->options().max_entry));
     if (ttl <= 0) return true; // expired already: nothing to keep, nothing refused
+
+    // Counters of ordinary tags first, then those of guard tags, whose
+    // missing counter reads 0 (see the store script).
+    std::vector<tag_version const*> counters;
+    for (auto const& t : entry->tags)
+      if (!t.guard) counters.push_back(&t);
+    std::size_t const guards = entry->tags.size() - counters.size();
+    for (auto const& t : entry->tags)
+      if (t.guard) counters.push_back(&t);
 
     auto a = detail::redis_connection::script_args();
     a.add(keys_.page(key));
-    for (auto const& t : entry->tags) a.add(keys_.counter(t.name));
-    std::size_t numkeys = 1 + entry->tags.size();
+    for (auto const* t : counters) a.add(keys_.counter(t->name));
+    std::size_t numkeys = 1 + counters.size();
     for (auto const& t : entry->tags)
-      if (!t.versioned) {
+      if (indexed(t)) {
         a.add(keys_.index(t.name));
         ++numkeys;
       }
-    a.add(entry->tags.size());
-    for (auto const& t : entry->tags) a.add(t.version);
-    a.add(encode_entry(*entry)).add(ttl).view(key).add(detail::redis_prune_budget);
+    a.add(counters.size()).add(guards);
+    for (auto const* t : counters) a.add(t->version);
+    a.add(std::move(value)).add(ttl).view(key).add(detail::redis_prune_budget);
 
     return client_->run("redis store (EVALSHA)", [&](detail::redis_connection& c) {
       auto r = c.eval(detail::redis_store_script(), numkeys, a);
@@ -148,19 +178,24 @@ public:
 
   // Bumps the counter first, so that any fill whose snapshot predates this
   // call is refused by the store script; then drains the index in short
-  // steps. A key stored meanwhile is either drained or still indexed.
+  // steps (the first one in the same script). A key stored meanwhile is
+  // either drained or still indexed.
   invalidation_result invalidate_tag(std::string const& tag) {
     invalidation_result result;
     result.tag = tag;
     auto const lifetime = std::to_string(default_version_ttl.count());
+    auto const batch = client_->options().drain_batch;
     return client_->run("redis invalidate", [&](detail::redis_connection& c) {
       auto a = detail::redis_connection::script_args();
-      a.add(keys_.counter(tag)).add(detail::fresh_generation()).view(lifetime);
-      auto r = c.eval(detail::redis_bump_script(), 1, a);
-      if (r->type != REDIS_REPLY_STRING) throw detail::redis_error("redis invalidate (EVALSHA)", c.context(), r.get());
-      result.version = parse_counter(r.get());
-      if (result.version == 0) throw detail::redis_error("redis invalidate: counter is not a number", c.context(), r.get());
-      result.entries_removed = detail::redis_drain_index(c, keys_, tag, client_->options().drain_batch, true).pages_removed;
+      a.add(keys_.counter(tag)).add(keys_.index(tag)).add(detail::fresh_generation()).view(lifetime).add(batch).add(
+          keys_.page_prefix());
+      auto r = c.eval(detail::redis_invalidate_script(), 2, a);
+      if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[1]->type != REDIS_REPLY_INTEGER ||
+          r->element[2]->type != REDIS_REPLY_INTEGER || (result.version = parse_counter(r->element[0])) == 0)
+        throw detail::redis_error("redis invalidate (EVALSHA)", c.context(), r.get());
+      result.entries_removed = static_cast<std::size_t>(r->element[2]->integer);
+      if (static_cast<std::size_t>(r->element[1]->integer) >= batch)
+        result.entries_removed += detail::redis_drain_index(c, keys_, tag, batch, true).pages_removed;
       return result;
     });
   }
@@ -180,6 +215,10 @@ public:
   std::string index_key(std::string_view tag) const { return keys_.index(tag); }
 
 private:
+  // Versioned tags and guards need no index: their counter alone
+  // invalidates, in O(1).
+  static bool indexed(tag_version const& t) { return !t.versioned && !t.guard; }
+
   // A counter reply: nil or anything but a decimal number reads as 0 (no
   // counter), which no entry records.
   static std::uint64_t parse_counter(redisReply const* r) {

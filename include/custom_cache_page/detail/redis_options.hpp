@@ -5,11 +5,12 @@
 //   unix:///path/to/redis.sock[?db=N&option=value&...]
 //
 // Options: prefix, db, password, timeout_ms (command timeout),
-// connect_timeout_ms, pool, breaker_threshold, breaker_cooldown_ms. Any other
-// option is a configuration error that names it.
+// connect_timeout_ms, pool, max_entry (a size: 8MiB), breaker_threshold,
+// breaker_cooldown_ms. Any other option is a configuration error that names it.
 #pragma once
 
 #include <custom_cache_page/error.hpp>
+#include <custom_cache_page/registry.hpp>
 
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
@@ -35,6 +36,10 @@ struct redis_options {
   std::chrono::milliseconds connect_timeout{250};
   std::chrono::milliseconds command_timeout{100};
   std::size_t pool_size = 4;
+  // Encoded entries larger than this are not stored (cache_error
+  // entry_too_large): large values stall Redis for every client while they
+  // are written and read.
+  std::size_t max_entry = std::size_t{8} << 20;
   // After this many consecutive failures every operation fails at once for
   // `breaker_cooldown`, then one probe decides; 0 disables the breaker.
   unsigned breaker_threshold = 5;
@@ -109,6 +114,7 @@ inline redis_options parse_redis_url(boost::urls::url_view const& u) {
     else if (key == "connect_timeout_ms")
       o.connect_timeout = std::chrono::milliseconds(parse_redis_number<long>(key, value, 1, 3'600'000));
     else if (key == "pool") o.pool_size = parse_redis_number<std::size_t>(key, value, 1, 1024);
+    else if (key == "max_entry") o.max_entry = detail::parse_size(value, "max_entry");
     else if (key == "breaker_threshold") o.breaker_threshold = parse_redis_number<unsigned>(key, value, 0, 1'000'000);
     else if (key == "breaker_cooldown_ms")
       o.breaker_cooldown = std::chrono::milliseconds(parse_redis_number<long>(key, value, 1, 3'600'000));

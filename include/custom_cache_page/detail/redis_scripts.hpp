@@ -77,22 +77,27 @@ local function index_add(index, member, ttl, now, budget)
 end
 )lua";
 
-// Stores an entry if every counter still has the version the entry recorded
-// (a missing counter never matches), then indexes it under its plain tags.
-// KEYS: page, the n counters, then the indexes of the plain tags.
-// ARGV: n, the n versions, value, ttl ms, member, prune budget.
+// Stores an entry if every counter still has the version the entry recorded,
+// then indexes it under its plain tags. A missing counter never matches,
+// except for guard tags, whose missing counter reads 0 (they are created
+// only by invalidation).
+// KEYS: page, the n counters (the g guards last), then the indexes.
+// ARGV: n, g, the n versions, value, ttl ms, member, prune budget.
 // Returns 1 when stored, 0 when a counter differed.
 inline redis_script const& redis_store_script() {
   static redis_script const s = make_redis_script("redis store (EVALSHA)", std::string(redis_lua_library) + R"lua(
 local n = tonumber(ARGV[1])
+local g = tonumber(ARGV[2])
 for i = 1, n do
-  if redis.call('GET', KEYS[i + 1]) ~= ARGV[i + 1] then return 0 end
+  local current = redis.call('GET', KEYS[i + 1])
+  if not current and i > n - g then current = '0' end
+  if current ~= ARGV[i + 2] then return 0 end
 end
-local ttl = tonumber(ARGV[n + 3])
-redis.call('SET', KEYS[1], ARGV[n + 2], 'PX', ARGV[n + 3])
+local ttl = tonumber(ARGV[n + 4])
+redis.call('SET', KEYS[1], ARGV[n + 3], 'PX', ARGV[n + 4])
 local now = now_ms()
-local budget = tonumber(ARGV[n + 5])
-for i = n + 2, #KEYS do index_add(KEYS[i], ARGV[n + 4], ttl, now, budget) end
+local budget = tonumber(ARGV[n + 6])
+for i = n + 2, #KEYS do index_add(KEYS[i], ARGV[n + 5], ttl, now, budget) end
 return 1
 )lua");
   return s;
@@ -107,44 +112,55 @@ return 1
   return s;
 }
 
-// Bumps a counter; a missing (or unreadable) one first starts at the fresh
-// generation the client drew. Keeps at least `lifetime` seconds of expiry.
-// KEYS: counter; ARGV: fresh generation, lifetime s. Returns the new value
-// as a string.
-inline redis_script const& redis_bump_script() {
-  static redis_script const s = make_redis_script("redis invalidate (EVALSHA)", R"lua(
+// One bounded step of draining an index: pops up to `batch` members and,
+// in the same atomic step, unlinks their pages, so no page is ever left
+// cached but unindexed by a drain. Returns {popped, pages removed} and,
+// when asked, the popped members that have not expired.
+inline constexpr std::string_view redis_lua_drain_step = R"lua(
+local function drain_step(index, batch, page_prefix, want_live)
+  local popped = redis.call('ZPOPMIN', index, batch)
+  local removed = 0
+  if page_prefix ~= '' and #popped > 0 then
+    local pages = {}
+    for i = 1, #popped, 2 do pages[#pages + 1] = page_prefix .. popped[i] end
+    removed = redis.call('UNLINK', unpack(pages))
+  end
+  local out = {#popped / 2, removed}
+  if want_live then
+    local now = now_ms()
+    for i = 1, #popped, 2 do
+      if tonumber(popped[i + 1]) > now then out[#out + 1] = popped[i] end
+    end
+  end
+  return out
+end
+)lua";
+
+// Invalidates a tag: bumps its counter (a missing or unreadable one first
+// starts at the fresh generation the client drew; at least `lifetime`
+// seconds of expiry are kept), then takes the first drain step, so that a
+// tag without an index costs one round trip.
+// KEYS: counter, index; ARGV: fresh generation, lifetime s, batch, page prefix.
+// Returns {new counter value as a string, popped, pages removed}.
+inline redis_script const& redis_invalidate_script() {
+  static redis_script const s = make_redis_script(
+      "redis invalidate (EVALSHA)", std::string(redis_lua_library) + std::string(redis_lua_drain_step) + R"lua(
 local v = redis.call('GET', KEYS[1])
 if not v or not tonumber(v) then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
 redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2], 'GT')
-return redis.call('GET', KEYS[1])
+local step = drain_step(KEYS[2], ARGV[3], ARGV[4], false)
+return {redis.call('GET', KEYS[1]), step[1], step[2]}
 )lua");
   return s;
 }
 
-// One bounded step of draining an index: pops up to `batch` members and,
-// in the same atomic step, unlinks their pages, so no page is ever left
-// cached but unindexed by a drain.
-// KEYS: index; ARGV: batch, page key prefix ('' leaves pages alone), '1' to
-// return the popped members that have not expired.
-// Returns {popped, pages removed, live members...}.
+// Further drain steps. KEYS: index; ARGV: batch, page prefix ('' leaves
+// pages alone), '1' to return the live members.
 inline redis_script const& redis_drain_script() {
-  static redis_script const s = make_redis_script("redis drain (EVALSHA)", std::string(redis_lua_library) + R"lua(
-local popped = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
-local removed = 0
-if ARGV[2] ~= '' and #popped > 0 then
-  local pages = {}
-  for i = 1, #popped, 2 do pages[#pages + 1] = ARGV[2] .. popped[i] end
-  removed = redis.call('UNLINK', unpack(pages))
-end
-local out = {#popped / 2, removed}
-if ARGV[3] == '1' then
-  local now = now_ms()
-  for i = 1, #popped, 2 do
-    if tonumber(popped[i + 1]) > now then out[#out + 1] = popped[i] end
-  end
-end
-return out
+  static redis_script const s = make_redis_script(
+      "redis drain (EVALSHA)", std::string(redis_lua_library) + std::string(redis_lua_drain_step) + R"lua(
+return drain_step(KEYS[1], ARGV[1], ARGV[2], ARGV[3] == '1')
 )lua");
   return s;
 }

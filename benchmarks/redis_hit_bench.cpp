@@ -1,0 +1,168 @@
+// A hit through cache_page on redis_backend against the floor: a raw
+// hiredis GET of the same stored bytes on one connection. Printed as a
+// ratio taken in one run (the machines are noisy). The hit includes the
+// MGET of the page and its tag counters, decoding, and serialising the
+// response into buffers as a Beast session would.
+//
+// Starts its own redis-server on a free loopback port.
+#include <custom_cache_page/redis.hpp>
+
+#include "../tests/support/redis_server.hpp"
+
+#include <fmt/format.h>
+
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <vector>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace ccp = custom_cache_page;
+namespace http = boost::beast::http;
+using namespace std::chrono_literals;
+
+namespace {
+
+ccp_test::redis_server& server() {
+  static ccp_test::redis_server s;
+  return s;
+}
+
+std::shared_ptr<ccp::redis_backend> backend() {
+  static auto b = [] {
+    ccp::redis_options o;
+    o.port = server().port();
+    o.prefix = "bench:";
+    return std::make_shared<ccp::redis_backend>(o);
+  }();
+  return b;
+}
+
+std::string body_of(std::int64_t size) { return std::string(static_cast<std::size_t>(size), 'x'); }
+
+void cache_page_hit(benchmark::State& state) {
+  auto const size = state.range(0);
+  auto cached = ccp::cache_page(
+      {.timeout = 3600s,
+       .tags = {ccp::versioned("products"), "catalog"},
+       .prefix = fmt::format("size-{}", size),
+       .backend = backend()},
+      [size](http::request<http::string_body> const& req) {
+        http::response<http::string_body> res{http::status::ok, req.version()};
+        res.set(http::field::content_type, "text/html");
+        res.body() = body_of(size);
+        res.prepare_payload();
+        return res;
+      });
+  http::request<http::string_body> const req{http::verb::get, "/products?category=books&page=1", 11};
+  {
+    auto warm = cached(http::request<http::string_body>(req));
+    (void)warm;
+  }
+  std::size_t bytes = 0;
+  auto const trips = backend()->stats().round_trips;
+  for (auto _ : state) {
+    http::message_generator gen = cached(http::request<http::string_body>(req));
+    boost::beast::error_code ec;
+    while (!gen.is_done()) {
+      auto buffers = gen.prepare(ec);
+      std::size_t n = boost::asio::buffer_size(buffers);
+      bytes += n;
+      gen.consume(n);
+    }
+  }
+  benchmark::DoNotOptimize(bytes);
+  state.counters["round_trips_per_hit"] =
+      static_cast<double>(backend()->stats().round_trips - trips) / static_cast<double>(state.iterations());
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(cache_page_hit)->Arg(1024)->Arg(64 * 1024)->UseRealTime();
+
+// The backend alone: the MGET of the page and its counters, and decoding.
+void redis_backend_lookup(benchmark::State& state) {
+  auto const size = state.range(0);
+  auto b = backend();
+  std::vector<ccp::resolved_tag> const tags{{"products", true}, {"catalog", false}, {"~target:lookup", false, 24h, true}};
+  auto versions = b->tag_versions(tags);
+  auto e = std::make_shared<ccp::cached_response>();
+  e->body = body_of(size);
+  e->headers = {{"Content-Type", "text/html"}, {"Cache-Control", "max-age=3600"}};
+  e->expires_at = ccp::cached_response::clock::now() + 1h;
+  for (std::size_t i = 0; i < tags.size(); ++i) e->tags.push_back({tags[i].name, versions[i], tags[i].versioned, tags[i].guard});
+  std::string const key = fmt::format("lookup-{}", size);
+  if (!b->store(key, e)) {
+    state.SkipWithError("store refused");
+    return;
+  }
+  for (auto _ : state) {
+    auto r = b->lookup(key, tags);
+    if (!r.entry) {
+      state.SkipWithError("miss");
+      break;
+    }
+    benchmark::DoNotOptimize(r.entry->body.data());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(redis_backend_lookup)->Arg(1024)->Arg(64 * 1024)->UseRealTime();
+
+// The same page's stored bytes, fetched with one GET on one connection.
+void raw_hiredis_get(benchmark::State& state) {
+  auto const size = state.range(0);
+  auto c = server().connect();
+  std::string const key = fmt::format("bench:raw-{}", size);
+  ccp::cached_response e;
+  e.body = body_of(size);
+  e.headers = {{"Content-Type", "text/html"}, {"Cache-Control", "max-age=3600"}};
+  e.tags = {{"products", std::uint64_t{1} << 40, true}, {"catalog", std::uint64_t{1} << 41, false}};
+  ccp_test::command(c.get(), {"SET", key, ccp::encode_entry(e)});
+  char const* argv[] = {"GET", key.c_str()};
+  std::size_t const lens[] = {3, key.size()};
+  for (auto _ : state) {
+    ccp_test::redis_reply r(static_cast<redisReply*>(redisCommandArgv(c.get(), 2, argv, lens)));
+    if (!r || r->type != REDIS_REPLY_STRING) {
+      state.SkipWithError("GET failed");
+      break;
+    }
+    benchmark::DoNotOptimize(r->str);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(raw_hiredis_get)->Arg(1024)->Arg(64 * 1024)->UseRealTime();
+
+// Keeps each run's time per iteration, to print ratios at the end.
+class collecting_reporter : public benchmark::ConsoleReporter {
+public:
+  void ReportRuns(std::vector<Run> const& runs) override {
+    for (auto const& r : runs)
+      if (r.run_type == Run::RT_Iteration && !r.error_occurred) ns[r.benchmark_name()] = r.GetAdjustedRealTime();
+    ConsoleReporter::ReportRuns(runs);
+  }
+  std::map<std::string, double> ns;
+};
+
+} // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  collecting_reporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  for (std::string size : {"1024", "65536"}) {
+    auto hit = reporter.ns.find("cache_page_hit/" + size + "/real_time");
+    auto lookup = reporter.ns.find("redis_backend_lookup/" + size + "/real_time");
+    auto raw = reporter.ns.find("raw_hiredis_get/" + size + "/real_time");
+    if (hit != reporter.ns.end() && raw != reporter.ns.end() && lookup != reporter.ns.end())
+      std::printf("body %6s B: cache_page hit %.1f us, redis_backend::lookup %.1f us, raw hiredis GET %.1f us; "
+                  "hit/GET ratio %.2f, lookup/GET ratio %.2f\n",
+                  size.c_str(), hit->second / 1000, lookup->second / 1000, raw->second / 1000, hit->second / raw->second,
+                  lookup->second / raw->second);
+  }
+  std::printf("redis_backend: %llu round trips, %llu commands in all\n",
+              static_cast<unsigned long long>(backend()->stats().round_trips),
+              static_cast<unsigned long long>(backend()->stats().commands));
+  benchmark::Shutdown();
+  return 0;
+}
