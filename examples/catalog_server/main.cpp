@@ -8,10 +8,17 @@
 #include "catalog.hpp"
 
 #include <custom_cache_page/custom_cache_page.hpp>
+#if defined(CATALOG_WITH_REDIS)
+#include <custom_cache_page/redis.hpp>
+#endif
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+// Boost.JSON's compiled part, header-only: this file is the program's only
+// translation unit, and Debian ships no libboost_json to link instead.
+#include <boost/json/src.hpp>
+#include <boost/locale/utf.hpp> // header-only, needs no Boost.Locale library
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
 
@@ -35,6 +42,7 @@
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace json = boost::json;
 namespace ccp = custom_cache_page;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
@@ -47,68 +55,42 @@ using request = http::request<http::string_body>;
 using response = http::response<http::string_body>;
 
 // ---------------------------------------------------------------------------
-// JSON text
+// JSON
 
-// Length of the well-formed UTF-8 sequence at the start of `s`; 0 if none.
-std::size_t utf8_sequence(std::string_view s) {
-  auto byte = [&](std::size_t i) { return i < s.size() ? static_cast<unsigned char>(s[i]) : 0u; };
-  auto cont = [&](std::size_t i) { return (byte(i) & 0xC0u) == 0x80u; };
-  unsigned const c = byte(0);
-  if (s.empty()) return 0;
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
-  if (c >= 0xE0 && c <= 0xEF) {
-    unsigned const lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF; // no overlongs, no surrogates
-    return byte(1) >= lo && byte(1) <= hi && cont(2) ? 3 : 0;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    unsigned const lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF; // nothing past U+10FFFF
-    return byte(1) >= lo && byte(1) <= hi && cont(2) && cont(3) ? 4 : 0;
-  }
-  return 0;
+using traits = boost::locale::utf::utf_traits<char>;
+
+bool is_code_point(boost::locale::utf::code_point c) {
+  return c != boost::locale::utf::illegal && c != boost::locale::utf::incomplete;
 }
 
-bool valid_utf8(std::string_view s) {
-  while (!s.empty()) {
-    auto n = utf8_sequence(s);
-    if (n == 0) return false;
-    s.remove_prefix(n);
-  }
-  return true;
-}
-
-// A JSON string literal. Bytes that are not UTF-8 (in error messages that
-// echo a client's input) become U+FFFD, so the output is always valid JSON.
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  while (!s.empty()) {
-    auto const c = static_cast<unsigned char>(s.front());
-    std::size_t n = 1;
-    switch (c) {
-    case '"': out += "\\\""; break;
-    case '\\': out += "\\\\"; break;
-    case '\n': out += "\\n"; break;
-    case '\r': out += "\\r"; break;
-    case '\t': out += "\\t"; break;
-    default:
-      if (c < 0x20) {
-        out += fmt::format("\\u{:04x}", c);
-      } else if (n = utf8_sequence(s); n == 0) {
-        out += "\\ufffd";
-        n = 1;
-      } else {
-        out.append(s.substr(0, n));
-      }
+// Boost.JSON writes a string's bytes as they are, so text that echoes a
+// client's input (a category, a tag, an error quoting one) goes through
+// here: each byte that is not part of well-formed UTF-8 becomes U+FFFD and
+// the output stays valid JSON.
+json::string utf8_text(std::string_view s) {
+  json::string out;
+  out.reserve(s.size());
+  for (auto it = s.begin(); it != s.end();) {
+    auto const start = it;
+    if (is_code_point(traits::decode(it, s.end()))) {
+      out.append(start, it);
+    } else {
+      out.append("\xEF\xBF\xBD");
+      it = start + 1;
     }
-    s.remove_prefix(n);
   }
-  out += '"';
   return out;
 }
 
-std::string product_json(product const& p) {
-  return fmt::format(R"({{"id":{},"name":{},"category":{},"price":{}.{:02}}})", p.id, json_string(p.name),
-                     json_string(p.category), p.price_cents / 100, p.price_cents % 100);
+bool valid_utf8(std::string_view s) {
+  for (auto it = s.begin(); it != s.end();)
+    if (!is_code_point(traits::decode(it, s.end()))) return false;
+  return true;
+}
+
+// Names and categories were checked on the way in; no need for utf8_text.
+json::object product_json(product const& p) {
+  return {{"id", p.id}, {"name", p.name}, {"category", p.category}, {"price_cents", p.price_cents}};
 }
 
 // ---------------------------------------------------------------------------
@@ -126,13 +108,14 @@ response make_response(request const& req, http::status status, std::string_view
   return res;
 }
 
-response json(request const& req, http::status status, std::string body) {
+response json_response(request const& req, http::status status, json::value const& value) {
+  std::string body = json::serialize(value);
   body += '\n';
   return make_response(req, status, "application/json", std::move(body));
 }
 
 response error(request const& req, http::status status, std::string_view message) {
-  return json(req, status, fmt::format(R"({{"error":{}}})", json_string(message)));
+  return json_response(req, status, json::object{{"error", utf8_text(message)}});
 }
 
 std::string_view trim(std::string_view s) {
@@ -253,6 +236,11 @@ private:
   response list(request const& req) const {
     ccp::request_view const view(req);
     std::string const category = view.query("category");
+    // Unknown categories are 404, which is not cached: a client cannot fill
+    // the cache with pages and tags for categories that do not exist.
+    if (!catalog_demo::is_category(category))
+      return error(req, http::status::not_found,
+                   fmt::format("unknown category; one of: {}", fmt::join(catalog_demo::categories, ", ")));
     std::size_t page = 1;
     if (view.has_query("page")) {
       auto n = parse_number<std::uint32_t>(view.query("page"));
@@ -260,14 +248,15 @@ private:
       page = *n;
     }
     auto const result = db_.list(category, page);
-    std::string body = fmt::format(R"({{"category":{},"page":{},"per_page":{},"total":{},"products":[)",
-                                   json_string(category), page, catalog::page_size, result.total);
-    for (std::size_t i = 0; i < result.products.size(); ++i) {
-      if (i > 0) body += ',';
-      body += product_json(result.products[i]);
-    }
-    body += "]}";
-    return json(req, http::status::ok, std::move(body));
+    json::array products;
+    products.reserve(result.products.size());
+    for (auto const& p : result.products) products.emplace_back(product_json(p));
+    return json_response(req, http::status::ok,
+                         json::object{{"category", utf8_text(category)},
+                                      {"page", page},
+                                      {"per_page", catalog::page_size},
+                                      {"total", result.total},
+                                      {"products", std::move(products)}});
   }
 
   response one_product(request const& req, ccp::fill_context& ctx) {
@@ -282,7 +271,7 @@ private:
     ctx.add_tag("category-" + *category);
     auto const p = db_.find(*id);
     if (!p) return error(req, http::status::not_found, "no such product");
-    return json(req, http::status::ok, product_json(*p));
+    return json_response(req, http::status::ok, product_json(*p));
   }
 
   response rename(request const& req, int id) {
@@ -294,7 +283,7 @@ private:
     // later still recorded the old tag versions, and is refused.
     ccp::invalidate_tag(ccp::surrogate_from_model("product", id));
     ccp::invalidate_tag("category-" + p->category);
-    return json(req, http::status::ok, product_json(*p));
+    return json_response(req, http::status::ok, product_json(*p));
   }
 
   response create(request const& req) {
@@ -310,7 +299,7 @@ private:
                    fmt::format("unknown category; one of: {}", fmt::join(catalog_demo::categories, ", ")));
     auto const p = db_.create(std::string(name), std::string(category));
     ccp::invalidate_tag("products"); // every list page may have changed
-    auto res = json(req, http::status::created, product_json(p));
+    auto res = json_response(req, http::status::created, product_json(p));
     res.set(http::field::location, fmt::format("/products/{}", p.id));
     return res;
   }
@@ -323,9 +312,11 @@ private:
     if (tag.empty()) return error(req, http::status::bad_request, "missing ?tag=");
     try {
       auto const r = ccp::invalidate_tag(tag);
-      return json(req, http::status::ok,
-                  fmt::format(R"({{"tag":{},"backend":{},"version":{},"entries_removed":{}}})", json_string(r.tag),
-                              json_string(r.backend), r.version, r.entries_removed));
+      return json_response(req, http::status::ok,
+                           json::object{{"tag", utf8_text(r.tag)},
+                                        {"backend", utf8_text(r.backend)},
+                                        {"version", r.version},
+                                        {"entries_removed", r.entries_removed}});
     } catch (std::exception const& e) {
       return error(req, http::status::internal_server_error, e.what());
     }
@@ -375,7 +366,7 @@ http::message_generator respond(routes& r, request&& req) {
     res.set(http::field::server, "catalog_server");
     res.set(http::field::content_type, "application/json");
     res.keep_alive(false);
-    res.body() = fmt::format("{{\"error\":{}}}\n", json_string(e.what()));
+    res.body() = json::serialize(json::object{{"error", utf8_text(e.what())}}) + '\n';
     res.prepare_payload();
     return res;
   }
@@ -497,13 +488,18 @@ int main(int argc, char** argv) {
 
   std::string backend = "memory";
   try {
-    auto& registry = ccp::default_registry(); // reads CUSTOM_CACHE_PAGE_BACKEND
-    if (char const* env = std::getenv("CUSTOM_CACHE_PAGE_BACKEND"); env != nullptr && *env != '\0') backend = env;
+#if defined(CATALOG_WITH_REDIS)
+    ccp::enable_redis(); // the redis:// and unix:// URL schemes
+#endif
+    auto& registry = ccp::default_registry();
     if (opts->backend) {
       registry.add("default", registry.make_backend(*opts->backend));
       registry.set_default("default");
       backend = *opts->backend;
+    } else if (char const* env = std::getenv("CUSTOM_CACHE_PAGE_BACKEND"); env != nullptr && *env != '\0') {
+      backend = env;
     }
+    registry.default_ref(); // builds the default now: a bad URL fails at start-up, not on the first request
   } catch (std::exception const& e) {
     std::cerr << "catalog_server: " << e.what() << '\n' << usage << '\n';
     return 2;

@@ -2,6 +2,7 @@
 // free port, spoken to over loopback HTTP/1.1. Each test case starts its
 // own server, so no case sees another's cache.
 #include "../support/process.hpp"
+#include "../support/redis_server.hpp"
 #include "../support/server_required.hpp"
 
 #include <boost/asio.hpp>
@@ -23,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include <stdlib.h>
 #include <unistd.h>
 
 namespace {
@@ -144,6 +146,23 @@ std::string json_field(std::string_view json, std::string_view key) {
   auto const from = start + needle.size();
   return std::string(json.substr(from, json.find('"', from) - from));
 }
+
+// A backend URL on the test redis-server, under a key prefix of its own.
+std::string redis_backend_url(std::string const& test) {
+  return ccp_test::redis_server::shared().url() + "?prefix=ccpt:e2e:" + test + ":";
+}
+
+// Sets an environment variable for the servers started in its lifetime.
+class scoped_env {
+public:
+  scoped_env(char const* name, std::string const& value) : name_(name) { ::setenv(name, value.c_str(), 1); }
+  scoped_env(scoped_env const&) = delete;
+  scoped_env& operator=(scoped_env const&) = delete;
+  ~scoped_env() { ::unsetenv(name_); }
+
+private:
+  char const* name_;
+};
 
 class catalog_server {
 public:
@@ -412,6 +431,15 @@ TEST_CASE("unknown routes answer 404; Authorization bypasses the cache", "[e2e]"
   CHECK_FALSE(cache_status_has(authorized, "hit"));
 }
 
+TEST_CASE("an unknown category answers 404 and is not cached", "[e2e]") {
+  catalog_server server;
+  auto const first = server.get("/products?category=no-such-thing");
+  auto const second = server.get("/products?category=no-such-thing");
+  CHECK(first.result() == http::status::not_found);
+  CHECK(second.result() == http::status::not_found);
+  CHECK(cache_status_has(second, "detail=status"));
+}
+
 TEST_CASE("concurrent clients all get the same page", "[e2e]") {
   catalog_server server({"--threads", "4"});
   std::string const url = "/products?category=games&page=3";
@@ -435,4 +463,66 @@ TEST_CASE("concurrent clients all get the same page", "[e2e]") {
     });
   for (auto& t : clients) t.join();
   for (auto const& f : failures) CHECK(f.empty());
+}
+
+TEST_CASE("two servers on one redis backend share pages and invalidations", "[e2e][redis]") {
+  std::string const backend = redis_backend_url("two-servers");
+  catalog_server a({"--backend", backend});
+  catalog_server b({"--backend", backend});
+  CHECK(a.first_line().ends_with("(backend: " + backend + ")"));
+
+  // Filled by A, served to B.
+  std::string const books = "/products?category=books&page=1";
+  auto const filled = a.get(books);
+  REQUIRE(filled.result() == http::status::ok);
+  INFO("A: " << field(filled, "Cache-Status"));
+  CHECK(cache_status_has(filled, "fwd=miss"));
+  CHECK(cache_status_has(filled, "stored"));
+  auto const shared = b.get(books);
+  INFO("B: " << field(shared, "Cache-Status"));
+  CHECK(cache_status_has(shared, "hit"));
+  CHECK(shared.body() == filled.body());
+
+  // Product 6 is a book: renaming it on A drops B's entries for its page
+  // and for the books lists.
+  std::string const product = "/products/6";
+  CHECK(cache_status_has(b.get(product), "stored"));
+  CHECK(cache_status_has(b.get(product), "hit"));
+  REQUIRE(a.put(product, "Renamed on A").result() == http::status::ok);
+  auto const page = b.get(product);
+  INFO("B " << product << " after the PUT on A: " << field(page, "Cache-Status"));
+  CHECK(cache_status_has(page, "fwd=miss"));
+  // Only the cache is shared: B's catalog still has the old name.
+  CHECK(json_field(page.body(), "name") == "Product 6");
+  auto const list = b.get(books);
+  INFO("B " << books << " after the PUT on A: " << field(list, "Cache-Status"));
+  CHECK(cache_status_has(list, "fwd=miss"));
+
+  // An invalidation on B reaches the entries A reads.
+  std::string const games = "/products?category=games&page=1";
+  CHECK(cache_status_has(a.get(games), "stored"));
+  CHECK(cache_status_has(a.get(games), "hit"));
+  auto const done = b.post("/invalidate?tag=products");
+  CHECK(done.result() == http::status::ok);
+  CHECK(json_field(done.body(), "tag") == "products");
+  auto const after = a.get(games);
+  INFO("A " << games << " after POST /invalidate on B: " << field(after, "Cache-Status"));
+  CHECK(cache_status_has(after, "fwd=miss"));
+}
+
+TEST_CASE("CUSTOM_CACHE_PAGE_BACKEND may name a redis backend", "[e2e][redis]") {
+  std::string const backend = redis_backend_url("environment");
+  std::optional<catalog_server> from_env;
+  {
+    scoped_env env("CUSTOM_CACHE_PAGE_BACKEND", backend);
+    from_env.emplace();
+  }
+  CHECK(from_env->first_line().ends_with("(backend: " + backend + ")"));
+  catalog_server from_flag({"--backend", backend});
+
+  std::string const url = "/products?category=tools&page=1";
+  CHECK(cache_status_has(from_env->get(url), "stored"));
+  auto const shared = from_flag.get(url);
+  INFO("server given --backend: " << field(shared, "Cache-Status"));
+  CHECK(cache_status_has(shared, "hit"));
 }
