@@ -298,6 +298,28 @@ TEST_CASE("redis_backend: an entry over max_entry is refused with entry_too_larg
   CHECK(ccp::parse_redis_url("redis://h/0?max_entry=64KiB").max_entry == 64 * 1024);
 }
 
+TEST_CASE("redis_backend: connections can come from the application's own connect function", "[redis][backend]") {
+  auto o = options_for("factory");
+  int calls = 0;
+  auto const port = o.port;
+  o.port = 1; // never used: the function decides where to connect
+  o.connect = [&calls, port] {
+    ++calls;
+    return redisConnect("127.0.0.1", port);
+  };
+  ccp::redis_backend b(o);
+  std::vector<ccp::resolved_tag> const tags{plain("p")};
+  REQUIRE(fill(b, "k", tags, 10s));
+  CHECK(hit(b, "k", tags));
+  CHECK(calls >= 1);
+
+  auto failing = options_for("factory-fails");
+  failing.connect = [] { return static_cast<redisContext*>(nullptr); };
+  failing.breaker_threshold = 0;
+  ccp::redis_backend down(failing);
+  CHECK_THROWS_AS(down.lookup("k", tags), ccp::cache_error);
+}
+
 TEST_CASE("redis_backend: erase removes one entry", "[redis][backend]") {
   ccp::redis_backend b(options_for("erase"));
   REQUIRE(fill(b, "k", {plain("p")}));

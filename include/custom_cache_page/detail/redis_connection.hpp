@@ -165,9 +165,12 @@ class redis_connection {
 public:
   redis_connection(redis_options const& o, redis_counters& counters) : counters_(&counters) {
     timeval const connect_tv = to_timeval(o.connect_timeout);
-    std::string const where = o.unix_socket.empty() ? fmt::format("{}:{}", o.host, o.port) : o.unix_socket;
-    ctx_.reset(o.unix_socket.empty() ? redisConnectWithTimeout(o.host.c_str(), o.port, connect_tv)
-                                     : redisConnectUnixWithTimeout(o.unix_socket.c_str(), connect_tv));
+    std::string const where = o.connect              ? std::string("the application's connect function")
+                              : o.unix_socket.empty() ? fmt::format("{}:{}", o.host, o.port)
+                                                      : o.unix_socket;
+    ctx_.reset(o.connect              ? o.connect()
+               : o.unix_socket.empty() ? redisConnectWithTimeout(o.host.c_str(), o.port, connect_tv)
+                                       : redisConnectUnixWithTimeout(o.unix_socket.c_str(), connect_tv));
     if (!ctx_ || ctx_->err != 0) throw redis_error(fmt::format("redis connect to {}", where), ctx_.get());
     if (redisSetTimeout(ctx_.get(), to_timeval(o.command_timeout)) != REDIS_OK)
       throw redis_error(fmt::format("redis command timeout on {}", where), ctx_.get());

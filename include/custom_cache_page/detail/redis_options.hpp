@@ -10,6 +10,8 @@
 #pragma once
 
 #include <custom_cache_page/error.hpp>
+
+#include <hiredis.h>
 #include <custom_cache_page/registry.hpp>
 
 #include <boost/url/parse.hpp>
@@ -19,6 +21,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -47,6 +50,12 @@ struct redis_options {
   // Index members deleted per server-side step of a plain-tag invalidation:
   // each step blocks Redis for about a millisecond per thousand.
   std::size_t drain_batch = 1000;
+  // When set, new connections come from here instead of host/port or the
+  // socket (TLS through hiredis_ssl, a connection made by the application,
+  // a test double of the network). The library owns what it returns (it is
+  // freed with redisFree); nullptr or a context with err set is a failed
+  // connect. Timeouts, AUTH and SELECT above still apply.
+  std::function<redisContext*()> connect;
 };
 
 namespace detail {
