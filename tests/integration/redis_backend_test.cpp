@@ -403,9 +403,12 @@ TEST_CASE("redis_backend: an entry cached for longer than a day stays reachable 
   auto ctx = ccp_test::redis_server::shared().connect();
   REQUIRE(fill(b, "week", {plain("p")}, std::chrono::hours(24 * 7)));
   REQUIRE(fill(b, "minute", {plain("p")}, 60s)); // a later, shorter entry must not shorten the index
-  auto const page = integer(command(ctx.get(), {"PTTL", b.page_key("week")}));
-  auto const index = integer(command(ctx.get(), {"PTTL", b.index_key("p")}));
-  CHECK(page > 24 * 3600 * 1000);
+  // Absolute expiry times: two PTTL reads would be taken a millisecond apart.
+  auto const page = integer(command(ctx.get(), {"PEXPIRETIME", b.page_key("week")}));
+  auto const index = integer(command(ctx.get(), {"PEXPIRETIME", b.index_key("p")}));
+  auto const now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+  CHECK(page - now_ms > 24 * 3600 * 1000);
   CHECK(index >= page);
   CHECK(index <= page + 1000);
   CHECK(b.invalidate_tag("p").entries_removed == 2);
@@ -415,16 +418,17 @@ TEST_CASE("redis_backend: an entry cached for longer than a day stays reachable 
 TEST_CASE("redis_backend: the index key expires when its last member does", "[redis][index]") {
   ccp::redis_backend b(options_for("index-expiry"));
   auto ctx = ccp_test::redis_server::shared().connect();
-  REQUIRE(fill(b, "a", {plain("p")}, 300ms));
-  REQUIRE(fill(b, "b", {plain("p")}, 600ms));
-  REQUIRE(fill(b, "c", {plain("p")}, 200ms)); // added last, expires first
+  // Margins of 300 ms either side, for sanitizer builds on a loaded machine.
+  REQUIRE(fill(b, "a", {plain("p")}, 600ms));
+  REQUIRE(fill(b, "b", {plain("p")}, 1200ms));
+  REQUIRE(fill(b, "c", {plain("p")}, 300ms)); // added last, expires first
   auto const index = integer(command(ctx.get(), {"PTTL", b.index_key("p")}));
-  CHECK(index > 400);
-  CHECK(index <= 600);
-  std::this_thread::sleep_for(450ms);
+  CHECK(index > 900);
+  CHECK(index <= 1200);
+  std::this_thread::sleep_for(900ms);
   CHECK(exists(ctx.get(), b.index_key("p")));
   CHECK(exists(ctx.get(), b.page_key("b")));
-  std::this_thread::sleep_for(250ms);
+  std::this_thread::sleep_for(600ms);
   CHECK_FALSE(exists(ctx.get(), b.page_key("b")));
   CHECK_FALSE(exists(ctx.get(), b.index_key("p")));
 }
