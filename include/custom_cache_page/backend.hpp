@@ -17,8 +17,9 @@
 // |                             | atomically; throws cache_error(entry_too_large) for an entry  |
 // |                             | over the store's own limit                                    |
 // | b.erase(key)                | removes the entry; true if there was one                      |
-// | b.invalidate_tag(tag, mode) | bumps the tag's counter and removes (or marks stale) the      |
-// |                             | entries indexed under it; throws when it could not            |
+// | b.invalidate_tag(tag, mode) | bumps the tag's counter and removes the entries indexed under |
+// |                             | it (purge_mode::hard), or leaves them to be served only as    |
+// |                             | stale (purge_mode::soft); throws when it could not            |
 // | b.prepare_response(f, tags) | adds the backend's own headers (CDN tag headers) to a response;|
 // |                             | tags with `guard` set are internal and never sent              |
 //
@@ -46,11 +47,21 @@ struct lookup_result {
   std::vector<std::uint64_t> versions;          // one per requested tag; 0: no counter
 };
 
+// Hard removes what a tag covers; soft (as Fastly's soft purge) marks it
+// stale: it may then be served only inside the stale-while-revalidate and
+// stale-if-error windows, and the first request after refreshes it.
+enum class purge_mode { hard, soft };
+
 struct invalidation_result {
   std::string tag;
   std::string backend;            // which backend did it (set by the registry)
   std::uint64_t version = 0;      // the tag's counter after the bump
-  std::size_t entries_removed = 0; // entries the surrogate index held under the tag
+  std::size_t entries_removed = 0; // entries the surrogate index held under the tag (hard)
+  purge_mode mode = purge_mode::hard;
+  // A composite backend: one result per member, in member order; a member
+  // that failed has `error` set (the others were still attempted).
+  std::vector<invalidation_result> members;
+  std::string error;
 };
 
 template <class B>
@@ -61,7 +72,7 @@ concept backend = requires(B& b, std::string const& key, std::span<resolved_tag 
   { b.tag_versions(tags) } -> std::same_as<std::vector<std::uint64_t>>;
   { b.store(key, entry) } -> std::same_as<bool>;
   { b.erase(key) } -> std::same_as<bool>;
-  { b.invalidate_tag(tag) } -> std::same_as<invalidation_result>;
+  { b.invalidate_tag(tag, purge_mode::hard) } -> std::same_as<invalidation_result>;
   b.prepare_response(fields, names);
 };
 
@@ -81,7 +92,9 @@ public:
     return self_->store(key, std::move(entry));
   }
   bool erase(std::string const& key) const { return self_->erase(key); }
-  invalidation_result invalidate_tag(std::string const& tag) const { return self_->invalidate_tag(tag); }
+  invalidation_result invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) const {
+    return self_->invalidate_tag(tag, mode);
+  }
   void prepare_response(boost::beast::http::fields& f, std::span<tag_version const> names) const {
     self_->prepare_response(f, names);
   }
@@ -100,7 +113,7 @@ private:
     virtual std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const>) = 0;
     virtual bool store(std::string const&, std::shared_ptr<cached_response const>) = 0;
     virtual bool erase(std::string const&) = 0;
-    virtual invalidation_result invalidate_tag(std::string const&) = 0;
+    virtual invalidation_result invalidate_tag(std::string const&, purge_mode) = 0;
     virtual void prepare_response(boost::beast::http::fields&, std::span<tag_version const>) = 0;
   };
   template <class B>
@@ -110,7 +123,7 @@ private:
     std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const> t) override { return b->tag_versions(t); }
     bool store(std::string const& k, std::shared_ptr<cached_response const> e) override { return b->store(k, std::move(e)); }
     bool erase(std::string const& k) override { return b->erase(k); }
-    invalidation_result invalidate_tag(std::string const& t) override { return b->invalidate_tag(t); }
+    invalidation_result invalidate_tag(std::string const& t, purge_mode m) override { return b->invalidate_tag(t, m); }
     void prepare_response(boost::beast::http::fields& f, std::span<tag_version const> n) override { b->prepare_response(f, n); }
     std::shared_ptr<B> b;
   };

@@ -176,15 +176,17 @@ public:
   // Invalidates both the versioned and the plain entries of `tag` in the
   // named backend (the default when `backend_name` is empty). Throws when the
   // backend is unknown or the invalidation failed: it never reports success
-  // for an invalidation that did not happen.
-  invalidation_result invalidate_tag(std::string_view tag, std::string_view backend_name = {}) {
+  // for an invalidation that did not happen. purge_mode::soft marks them
+  // stale instead (see purge_mode).
+  invalidation_result invalidate_tag(std::string_view tag, std::string_view backend_name = {},
+                                     purge_mode mode = purge_mode::hard) {
     std::string name = backend_name.empty() ? default_name() : std::string(backend_name);
     any_backend const& b = ref(name);
     std::string normalized = normalize_surrogate(tag);
     if (normalized.empty()) throw invalidation_error(std::string(tag), "the tag is empty once normalised");
     invalidation_result r;
     try {
-      r = b.invalidate_tag(normalized);
+      r = b.invalidate_tag(normalized, mode);
     } catch (invalidation_error const&) {
       throw;
     } catch (std::exception const& e) {
@@ -197,12 +199,13 @@ public:
 
   // Invalidates each tag; every tag is attempted even when one fails, then
   // the first failure is rethrown.
-  std::vector<invalidation_result> invalidate_tags(std::vector<std::string> const& tags, std::string_view backend_name = {}) {
+  std::vector<invalidation_result> invalidate_tags(std::vector<std::string> const& tags, std::string_view backend_name = {},
+                                                  purge_mode mode = purge_mode::hard) {
     std::vector<invalidation_result> results;
     std::exception_ptr first_failure;
     for (auto const& t : tags) {
       try {
-        results.push_back(invalidate_tag(t, backend_name));
+        results.push_back(invalidate_tag(t, backend_name, mode));
       } catch (...) {
         if (!first_failure) first_failure = std::current_exception();
       }
@@ -229,13 +232,18 @@ inline registry& default_registry() {
   return r;
 }
 
-inline invalidation_result invalidate_tag(std::string_view tag, std::string_view backend_name = {}) {
-  return default_registry().invalidate_tag(tag, backend_name);
+inline invalidation_result invalidate_tag(std::string_view tag, std::string_view backend_name = {},
+                                          purge_mode mode = purge_mode::hard) {
+  return default_registry().invalidate_tag(tag, backend_name, mode);
+}
+inline invalidation_result invalidate_tag(std::string_view tag, purge_mode mode) {
+  return default_registry().invalidate_tag(tag, {}, mode);
 }
 
 inline std::vector<invalidation_result> invalidate_tags(std::vector<std::string> const& tags,
-                                                        std::string_view backend_name = {}) {
-  return default_registry().invalidate_tags(tags, backend_name);
+                                                        std::string_view backend_name = {},
+                                                        purge_mode mode = purge_mode::hard) {
+  return default_registry().invalidate_tags(tags, backend_name, mode);
 }
 
 } // namespace custom_cache_page

@@ -364,7 +364,7 @@ struct broken_backend {
   std::vector<std::uint64_t> tag_versions(std::span<ccp::resolved_tag const>) { throw std::runtime_error("down"); }
   bool store(std::string const&, std::shared_ptr<ccp::cached_response const>) { throw std::runtime_error("down"); }
   bool erase(std::string const&) { throw std::runtime_error("down"); }
-  ccp::invalidation_result invalidate_tag(std::string const&) { throw std::runtime_error("down"); }
+  ccp::invalidation_result invalidate_tag(std::string const&, ccp::purge_mode) { throw std::runtime_error("down"); }
   void prepare_response(http::fields&, std::span<ccp::tag_version const>) {}
 };
 static_assert(ccp::backend<broken_backend>);

@@ -28,10 +28,13 @@ struct flaky_backend {
   }
   bool store(std::string const&, std::shared_ptr<ccp::cached_response const>) { return true; }
   bool erase(std::string const&) { return false; }
-  ccp::invalidation_result invalidate_tag(std::string const& tag) {
+  ccp::invalidation_result invalidate_tag(std::string const& tag, ccp::purge_mode) {
     attempted.push_back(tag);
     if (tag.starts_with("bad")) throw std::runtime_error("store unreachable");
-    return {tag, "", 7, 0};
+    ccp::invalidation_result r;
+    r.tag = tag;
+    r.version = 7;
+    return r;
   }
   void prepare_response(boost::beast::http::fields&, std::span<ccp::tag_version const>) {}
 };

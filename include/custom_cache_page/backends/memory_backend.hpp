@@ -164,7 +164,7 @@ public:
     return erase_locked(s, key);
   }
 
-  invalidation_result invalidate_tag(std::string const& tag) {
+  invalidation_result invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) {
     auto const now = clock::now();
     invalidation_result result;
     result.tag = tag;

@@ -180,7 +180,7 @@ public:
   // call is refused by the store script; then drains the index in short
   // steps (the first one in the same script). A key stored meanwhile is
   // either drained or still indexed.
-  invalidation_result invalidate_tag(std::string const& tag) {
+  invalidation_result invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) {
     invalidation_result result;
     result.tag = tag;
     auto const lifetime = std::to_string(default_version_ttl.count());
