@@ -3,9 +3,11 @@
 //
 // | expression                  | meaning                                                       |
 // |-----------------------------|---------------------------------------------------------------|
-// | b.lookup(key, tags)         | the entry under `key` (null when absent or expired) and the   |
-// |                             | current counter of each tag, 0 for a counter that does not    |
-// |                             | exist, read in ONE trip to the store                          |
+// | b.lookup(key, tags)         | the entry under `key` (null when absent, past its             |
+// |                             | retain_until(), or hard-invalidated) and the current counter  |
+// |                             | of each tag, 0 for a counter that does not exist, read in ONE |
+// |                             | trip to the store; `soft_purged` when a tag of the entry was  |
+// |                             | soft-purged since it was built                                |
 // | b.tag_versions(tags)        | the counters of `tags`, creating missing ones at a fresh      |
 // |                             | random generation (never a small constant); a `guard` tag is  |
 // |                             | only read (0 when missing)                                    |
@@ -23,6 +25,12 @@
 // | b.prepare_response(f, tags) | adds the backend's own headers (CDN tag headers) to a response;|
 // |                             | tags with `guard` set are internal and never sent              |
 //
+// Optionally, for stores shared by several processes, a fill lock:
+//
+// | b.try_fill_lock(key, ttl)   | a token when this caller may refill `key` (held at most `ttl`),|
+// |                             | nothing when another holds the lock                           |
+// | b.release_fill_lock(key, t) | releases it if token `t` still holds it                       |
+//
 // Failures throw (cache_error or anything else); cache_page turns a throwing
 // lookup or store into a pass-through, and invalidations propagate.
 #pragma once
@@ -33,7 +41,9 @@
 
 #include <boost/beast/http/fields.hpp>
 
+#include <chrono>
 #include <concepts>
+#include <optional>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -45,6 +55,9 @@ namespace custom_cache_page {
 struct lookup_result {
   std::shared_ptr<cached_response const> entry; // null: miss
   std::vector<std::uint64_t> versions;          // one per requested tag; 0: no counter
+  // The entry was built before a soft purge of one of its tags: it is stale
+  // whatever its expiry says, and its versions are older than `versions`.
+  bool soft_purged = false;
 };
 
 // Hard removes what a tag covers; soft (as Fastly's soft purge) marks it
@@ -76,6 +89,12 @@ concept backend = requires(B& b, std::string const& key, std::span<resolved_tag 
   b.prepare_response(fields, names);
 };
 
+template <class B>
+concept fill_locking = requires(B& b, std::string const& key, std::chrono::milliseconds ttl, std::string const& token) {
+  { b.try_fill_lock(key, ttl) } -> std::same_as<std::optional<std::string>>;
+  b.release_fill_lock(key, token);
+};
+
 // A copyable handle to any backend (shared ownership).
 class any_backend {
 public:
@@ -98,6 +117,12 @@ public:
   void prepare_response(boost::beast::http::fields& f, std::span<tag_version const> names) const {
     self_->prepare_response(f, names);
   }
+  // A backend without fill locks grants every one (an empty token): the
+  // coalescing within the process is then all there is.
+  std::optional<std::string> try_fill_lock(std::string const& key, std::chrono::milliseconds ttl) const {
+    return self_->try_fill_lock(key, ttl);
+  }
+  void release_fill_lock(std::string const& key, std::string const& token) const { self_->release_fill_lock(key, token); }
 
   // The backend object, when it is a B.
   template <class B>
@@ -115,6 +140,8 @@ private:
     virtual bool erase(std::string const&) = 0;
     virtual invalidation_result invalidate_tag(std::string const&, purge_mode) = 0;
     virtual void prepare_response(boost::beast::http::fields&, std::span<tag_version const>) = 0;
+    virtual std::optional<std::string> try_fill_lock(std::string const&, std::chrono::milliseconds) = 0;
+    virtual void release_fill_lock(std::string const&, std::string const&) = 0;
   };
   template <class B>
   struct model final : concept_ {
@@ -125,6 +152,15 @@ private:
     bool erase(std::string const& k) override { return b->erase(k); }
     invalidation_result invalidate_tag(std::string const& t, purge_mode m) override { return b->invalidate_tag(t, m); }
     void prepare_response(boost::beast::http::fields& f, std::span<tag_version const> n) override { b->prepare_response(f, n); }
+    std::optional<std::string> try_fill_lock(std::string const& k, std::chrono::milliseconds ttl) override {
+      if constexpr (fill_locking<B>) return b->try_fill_lock(k, ttl);
+      else return std::string();
+    }
+    void release_fill_lock(std::string const& k, std::string const& token) override {
+      if constexpr (fill_locking<B>) {
+        if (!token.empty()) b->release_fill_lock(k, token);
+      }
+    }
     std::shared_ptr<B> b;
   };
 

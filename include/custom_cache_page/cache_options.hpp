@@ -107,6 +107,19 @@ struct cache_options {
   bool cache_authorized = false;
   // Add a strong ETag (SHA-256 of the body) to stored responses without one.
   bool add_etag = false;
+  // Stale responses (RFC 5861): for this long after its timeout an entry
+  // answers at once while one request refreshes it; a response's own
+  // Cache-Control stale-while-revalidate=N takes precedence.
+  std::chrono::seconds stale_while_revalidate{0};
+  // For this long after its timeout an entry answers in place of a handler
+  // that throws or returns a 5xx status; stale-if-error=N likewise.
+  std::chrono::seconds stale_if_error{0};
+  // Concurrent misses on one key run the handler once: the others wait for
+  // it (at most coalesce_wait, then run it themselves) and are answered from
+  // the stored entry, or run the handler themselves when it was not stored.
+  // A backend with fill locks (Redis) extends this across processes.
+  bool coalesce = true;
+  std::chrono::milliseconds coalesce_wait{5000};
   // The cache's name in Cache-Status (RFC 9211).
   std::string cache_status_name = "custom_cache_page";
   // Where counts go; global_stats() when null.

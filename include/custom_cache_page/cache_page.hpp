@@ -15,6 +15,7 @@
 
 #include <custom_cache_page/backend.hpp>
 #include <custom_cache_page/cache_options.hpp>
+#include <custom_cache_page/detail/coalescer.hpp>
 #include <custom_cache_page/detail/digest.hpp>
 #include <custom_cache_page/detail/http_semantics.hpp>
 #include <custom_cache_page/detail/shared_body.hpp>
@@ -34,6 +35,8 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <thread>
 #include <ranges>
 #include <string>
 #include <type_traits>
@@ -118,12 +121,31 @@ public:
         store_down = true;
       }
     }
+    // A stale entry that may stand in for a failing handler.
+    std::shared_ptr<cached_response const> fallback;
+    detail::coalescer::lease lead;
+    fill_lock lock;
     if (found.entry) {
-      if (detail::entry_answers(*found.entry, p.tags, found.versions, req)) {
-        stats().hit();
-        return answer(found.entry, req, *p.backend, true, "");
+      if (detail::entry_answers(*found.entry, p.tags, found.versions, req, found.soft_purged)) {
+        auto const judged = detail::judge(*found.entry, found.soft_purged, cached_response::clock::now());
+        if (judged.state == detail::freshness::fresh) {
+          stats().hit();
+          return answer(found.entry, req, *p.backend, answer_kind::hit);
+        }
+        if (judged.state == detail::freshness::revalidate_stale) {
+          // One request refreshes; the others answer stale meanwhile.
+          if (lead = self_->flights.try_lead(p.key); lead) lock = take_fill_lock(p);
+          if (!lead || !lock.held) {
+            stats().stale();
+            return answer(found.entry, req, *p.backend, answer_kind::stale, "; detail=revalidating");
+          }
+        }
+        if (judged.state != detail::freshness::unusable && found.entry->stale_if_error > judged.stale_for)
+          fallback = found.entry;
+        fwd = "stale";
+      } else {
+        fwd = "vary-miss";
       }
-      fwd = "vary-miss";
     }
 
     stats().miss();
@@ -138,6 +160,26 @@ public:
       stats().not_stored(not_stored_reason::store_failed);
       return pass_through(call(std::forward<Request>(req), ctx), fmt::format("fwd={}; detail=store-unavailable", fwd));
     }
+    if (!lead && !refresh && self_->options.coalesce) {
+      auto joined = self_->flights.join(p.key);
+      if (joined.follow) {
+        // Another request of this process is filling the key.
+        if (joined.follow->wait_stored(self_->options.coalesce_wait))
+          if (auto e = reread(p, header)) {
+            stats().coalesced();
+            return answer(std::move(e), header, *p.backend, answer_kind::hit, "; detail=coalesced");
+          }
+      } else {
+        lead = std::move(joined.lead);
+        lock = take_fill_lock(p);
+        // Another process is filling it: wait for its entry, bounded.
+        if (!lock.held)
+          if (auto e = await_other_process(p, header)) {
+            stats().coalesced();
+            return answer(std::move(e), header, *p.backend, answer_kind::hit, "; detail=coalesced");
+          }
+      }
+    }
     // The versions this fill is built under, read before the handler runs.
     bool snapshot_ok = true;
     bool missing_counter = found.versions.size() != p.tags.size();
@@ -151,7 +193,22 @@ public:
         snapshot_ok = false;
       }
     }
-    return fill(call(std::forward<Request>(req), ctx), header, p, found.versions, snapshot_ok, ctx, fwd);
+    using response = decltype(call(std::forward<Request>(req), ctx));
+    std::optional<response> res;
+    try {
+      res.emplace(call(std::forward<Request>(req), ctx));
+    } catch (...) {
+      if (!fallback) throw;
+      stats().error();
+      stats().stale();
+      return answer(std::move(fallback), header, *p.backend, answer_kind::stale, "; detail=stale-if-error");
+    }
+    if (fallback && res->result_int() >= 500) {
+      stats().stale();
+      return answer(std::move(fallback), header, *p.backend, answer_kind::stale,
+                    fmt::format("; fwd-status={}; detail=stale-if-error", res->result_int()));
+    }
+    return fill(std::move(*res), header, p, found.versions, snapshot_ok, ctx, fwd, lead);
   }
 
 private:
@@ -162,6 +219,7 @@ private:
   struct state {
     cache_options options;
     Handler handler;
+    mutable detail::coalescer flights;
     mutable std::atomic<resolution const*> resolved{nullptr};
     mutable std::mutex resolving;
     mutable std::vector<std::unique_ptr<resolution>> resolutions; // one per registry change seen
@@ -171,6 +229,77 @@ private:
     std::vector<resolved_tag> tags;
     any_backend const* backend = nullptr;
   };
+
+  // A backend's fill lock, released when the fill is over. `held` is true
+  // for backends without locks and when taking one failed (a store that is
+  // down must not make requests wait).
+  struct fill_lock {
+    any_backend const* backend = nullptr;
+    std::string key, token;
+    bool held = false;
+    fill_lock() = default;
+    fill_lock(fill_lock&& o) noexcept
+        : backend(std::exchange(o.backend, nullptr)), key(std::move(o.key)), token(std::move(o.token)), held(o.held) {}
+    fill_lock& operator=(fill_lock&& o) noexcept {
+      std::swap(backend, o.backend);
+      std::swap(key, o.key);
+      std::swap(token, o.token);
+      std::swap(held, o.held);
+      return *this;
+    }
+    ~fill_lock() {
+      if (backend == nullptr || token.empty()) return;
+      try {
+        backend->release_fill_lock(key, token);
+      } catch (...) {
+        // It expires by itself.
+      }
+    }
+  };
+
+  fill_lock take_fill_lock(prepared const& p) const {
+    fill_lock l;
+    l.held = true;
+    try {
+      auto token = p.backend->try_fill_lock(p.key, self_->options.coalesce_wait);
+      if (!token) {
+        l.held = false;
+        return l;
+      }
+      l.backend = p.backend;
+      l.key = p.key;
+      l.token = std::move(*token);
+    } catch (...) {
+      stats().error();
+    }
+    return l;
+  }
+
+  // The entry under the key if it now answers this request fresh.
+  std::shared_ptr<cached_response const> reread(prepared const& p, http::request_header<> const& req) const {
+    try {
+      auto found = p.backend->lookup(p.key, p.tags);
+      if (found.entry && !found.soft_purged && detail::entry_answers(*found.entry, p.tags, found.versions, req) &&
+          found.entry->expires_at > cached_response::clock::now())
+        return found.entry;
+    } catch (...) {
+      stats().error();
+    }
+    return nullptr;
+  }
+
+  // Polls the store while another process fills the key, until its entry
+  // appears or the wait is over (then this request runs the handler).
+  std::shared_ptr<cached_response const> await_other_process(prepared const& p, http::request_header<> const& req) const {
+    auto const deadline = std::chrono::steady_clock::now() + self_->options.coalesce_wait;
+    auto pause = std::chrono::milliseconds(5);
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(50));
+      if (auto e = reread(p, req)) return e;
+    }
+    return nullptr;
+  }
 
   custom_cache_page::stats& stats() const {
     return self_->options.statistics ? *self_->options.statistics : global_stats();
@@ -266,7 +395,7 @@ private:
   template <class Body>
   http::message_generator fill(http::response<Body> res, http::request<http::empty_body> const& req, prepared const& p,
                                std::vector<std::uint64_t> const& versions, bool snapshot_ok, fill_context const& ctx,
-                               std::string_view fwd) const {
+                               std::string_view fwd, detail::coalescer::lease& lead) const {
     static_assert(detail::contiguous_bytes_body<Body>,
                   "cache_page: the handler's response body must be contiguous bytes (string_body, vector_body<char>)");
     auto const& o = self_->options;
@@ -292,6 +421,8 @@ private:
     e->status = res.result_int();
     e->stored_at = now;
     e->expires_at = now + ttl;
+    e->stale_while_revalidate = detail::stale_window(res, "stale-while-revalidate", o.stale_while_revalidate);
+    e->stale_if_error = detail::stale_window(res, "stale-if-error", o.stale_if_error);
     // As Django's patch_response_headers: Expires unless set, and a max-age
     // no longer than the timeout.
     if (res.find(http::field::expires) == res.end()) res.set(http::field::expires, detail::http_date(e->expires_at));
@@ -323,20 +454,27 @@ private:
     }
     if (refused) stats().not_stored(*refused);
     else stats().store();
-    return answer(std::move(e), req, *p.backend, false,
+    lead.finish(!refused);
+    return answer(std::move(e), req, *p.backend, answer_kind::filled,
                   refused ? fmt::format("fwd={}; detail={}", fwd, to_string(*refused)) : fmt::format("fwd={}; stored", fwd));
   }
 
-  // An answer built from a stored entry: the full response, a HEAD's header,
-  // or 304 when the request's validators match.
+  enum class answer_kind { hit, stale, filled };
+
+  // An answer built from an entry: the full response, a HEAD's header, or
+  // 304 when the request's validators match. A hit or a stale answer gets
+  // Age and a Cache-Status with its ttl (negative when stale) and `params`
+  // after it; a fill's Cache-Status is `params` alone.
   template <class Request>
-  http::message_generator answer(std::shared_ptr<cached_response const> e, Request const& req,
-                                 any_backend const& b, bool hit, std::string_view miss_params) const {
+  http::message_generator answer(std::shared_ptr<cached_response const> e, Request const& req, any_backend const& b,
+                                 answer_kind kind, std::string_view params_in = {}) const {
     using namespace std::chrono;
     auto const now = cached_response::clock::now();
+    bool const hit = kind != answer_kind::filled;
     auto const age = std::max<long long>(0, duration_cast<seconds>(now - e->stored_at).count());
     // In whole seconds from the same Age, so that ttl and max-age agree.
-    auto const remaining = std::max<long long>(0, duration_cast<seconds>(e->expires_at - e->stored_at).count() - age);
+    auto const lifetime = duration_cast<seconds>(e->expires_at - e->stored_at).count();
+    auto const remaining = kind == answer_kind::stale ? std::min<long long>(-1, lifetime - age) : std::max<long long>(0, lifetime - age);
     auto const& name = self_->options.cache_status_name;
 
     auto fill_header = [&](auto& res, bool validators_only) {
@@ -354,11 +492,12 @@ private:
       std::string params;
       if (hit) {
         char ttl[24];
-        params.reserve(32);
-        params.append("hit; ttl=");
+        params.reserve(32 + params_in.size());
+        params.append(kind == answer_kind::stale ? "hit; fwd=stale; ttl=" : "hit; ttl=");
         params.append(ttl, std::to_chars(ttl, ttl + sizeof ttl, remaining).ptr);
+        params.append(params_in);
       } else {
-        params = miss_params;
+        params = params_in;
       }
       res.set("Cache-Status", detail::cache_status(detail::sv(res["Cache-Status"]), name, params));
       res.version(req.version());

@@ -5,6 +5,7 @@
 
 #include <boost/beast/core/string.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -37,11 +38,23 @@ struct cached_response {
   std::string body;
   clock::time_point stored_at{};
   clock::time_point expires_at{};
+  // After expires_at the entry is stale. It may still answer a request
+  // while another refreshes it (stale-while-revalidate), or when the
+  // handler fails (stale-if-error), for these windows (RFC 5861).
+  std::chrono::seconds stale_while_revalidate{0};
+  std::chrono::seconds stale_if_error{0};
   // Every tag of the entry with the counter version it was built under.
   std::vector<tag_version> tags;
   // With Vary honoured: each varying request field (lower case) and the
   // value it had for the request this response was built for.
   std::vector<std::pair<std::string, std::string>> vary;
+
+  // Until when a store keeps the entry: its freshness plus the longer
+  // stale window.
+  clock::time_point retain_until() const {
+    auto const window = std::chrono::duration_cast<clock::duration>(std::max(stale_while_revalidate, stale_if_error));
+    return expires_at > clock::time_point::max() - window ? clock::time_point::max() : expires_at + window;
+  }
 
   std::string_view header(std::string_view name) const {
     for (auto const& [n, v] : headers)
@@ -61,16 +74,17 @@ struct cached_response {
 
 namespace detail {
 
-// Encoding, version 1 (all integers little-endian):
-//   "CCPE" u8 version=1
+// Encoding, version 2 (all integers little-endian):
+//   "CCPE" u8 version=2
 //   u16 status  i64 stored_at_us  i64 expires_at_us
+//   u32 stale_while_revalidate_s  u32 stale_if_error_s
 //   u32 n_headers  { u32 len name  u32 len value }*
 //   u32 n_tags     { u32 len name  u64 version  u8 flags (1: versioned, 2: guard) }*
 //   u32 n_vary     { u32 len name  u32 len value }*
 //   u32 len body
 // and nothing after.
 inline constexpr std::string_view entry_magic = "CCPE";
-inline constexpr std::uint8_t entry_format_version = 1;
+inline constexpr std::uint8_t entry_format_version = 2;
 
 class entry_writer {
 public:
@@ -152,6 +166,8 @@ inline std::string encode_entry(cached_response const& e) {
   w.integer(static_cast<std::uint16_t>(e.status));
   w.integer(detail::to_us(e.stored_at));
   w.integer(detail::to_us(e.expires_at));
+  w.integer(static_cast<std::uint32_t>(std::clamp<std::int64_t>(e.stale_while_revalidate.count(), 0, UINT32_MAX)));
+  w.integer(static_cast<std::uint32_t>(std::clamp<std::int64_t>(e.stale_if_error.count(), 0, UINT32_MAX)));
   w.integer(static_cast<std::uint32_t>(e.headers.size()));
   for (auto const& [n, v] : e.headers) {
     w.bytes(n);
@@ -185,6 +201,8 @@ inline std::optional<cached_response> decode_entry(std::string_view bytes) {
   if (!detail::representable_us(stored_us) || !detail::representable_us(expires_us)) return std::nullopt;
   e.stored_at = detail::from_us(stored_us);
   e.expires_at = detail::from_us(expires_us);
+  e.stale_while_revalidate = std::chrono::seconds(r.integer<std::uint32_t>());
+  e.stale_if_error = std::chrono::seconds(r.integer<std::uint32_t>());
   for (auto n = r.count(8); n > 0 && r.ok(); --n) {
     auto name = r.bytes();
     auto value = r.bytes();

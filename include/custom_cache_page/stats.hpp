@@ -42,6 +42,7 @@ struct stats_snapshot {
   std::array<std::uint64_t, static_cast<std::size_t>(not_stored_reason::count_)> not_stored{};
   std::uint64_t bypasses = 0;
   std::uint64_t stale = 0;
+  std::uint64_t coalesced = 0;
   std::uint64_t errors = 0;
   std::uint64_t invalidations = 0;
 
@@ -60,6 +61,7 @@ public:
   void not_stored(not_stored_reason r) { mine().not_stored[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed); }
   void bypass() { add(&slot::bypasses); }
   void stale() { add(&slot::stale); }
+  void coalesced() { add(&slot::coalesced); }
   void error() { add(&slot::errors); }
   void invalidation() { add(&slot::invalidations); }
 
@@ -72,6 +74,7 @@ public:
       for (std::size_t i = 0; i < s.not_stored.size(); ++i) s.not_stored[i] += c.not_stored[i].load(std::memory_order_relaxed);
       s.bypasses += c.bypasses.load(std::memory_order_relaxed);
       s.stale += c.stale.load(std::memory_order_relaxed);
+      s.coalesced += c.coalesced.load(std::memory_order_relaxed);
       s.errors += c.errors.load(std::memory_order_relaxed);
       s.invalidations += c.invalidations.load(std::memory_order_relaxed);
     }
@@ -97,6 +100,7 @@ public:
                      to_string(static_cast<not_stored_reason>(i)), s.not_stored[i]);
     counter("bypasses", "Requests that bypassed the cache (method, Authorization, only_if).", s.bypasses);
     counter("stale", "Stale responses served.", s.stale);
+    counter("coalesced", "Misses that waited for another request's fill instead of running the handler.", s.coalesced);
     counter("errors", "Cache failures absorbed (the handler answered instead).", s.errors);
     counter("invalidations", "Tags invalidated.", s.invalidations);
     return out;
@@ -106,7 +110,7 @@ private:
   // Counters striped over cache lines, one stripe per thread (modulo the
   // stripe count), so that threads counting hits do not share a line.
   struct alignas(64) slot {
-    std::atomic<std::uint64_t> hits{0}, misses{0}, stored{0}, bypasses{0}, stale{0}, errors{0}, invalidations{0};
+    std::atomic<std::uint64_t> hits{0}, misses{0}, stored{0}, bypasses{0}, stale{0}, coalesced{0}, errors{0}, invalidations{0};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(not_stored_reason::count_)> not_stored{};
   };
   static constexpr std::size_t stripes = 16;

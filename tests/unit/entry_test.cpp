@@ -28,6 +28,8 @@ ccp::cached_response sample_entry() {
   e.body = std::string("\0bin\0ary\xff\x00\x01 body", 17);
   e.stored_at = at_us(1'700'000'000'123'456);
   e.expires_at = at_us(1'700'000'300'654'321);
+  e.stale_while_revalidate = std::chrono::seconds(30);
+  e.stale_if_error = std::chrono::seconds(86400);
   e.tags = {{"products", 0xFEDCBA9876543210ull, true}, {"plain", 0, false}, {"", 1ull << 40, false}};
   ccp::tag_version guard;
   guard.name = "target-guard";
@@ -44,14 +46,16 @@ void check_equal(ccp::cached_response const& a, ccp::cached_response const& b) {
   CHECK(a.body == b.body);
   CHECK(a.stored_at == b.stored_at);
   CHECK(a.expires_at == b.expires_at);
+  CHECK(a.stale_while_revalidate == b.stale_while_revalidate);
+  CHECK(a.stale_if_error == b.stale_if_error);
   CHECK(a.tags == b.tags);
   CHECK(a.vary == b.vary);
 }
 
-// Offsets in the version-1 layout.
+// Offsets in the version-2 layout.
 constexpr std::size_t version_offset = 4;
 constexpr std::size_t status_offset = 5;
-constexpr std::size_t header_area = 4 + 1 + 2 + 8 + 8; // up to n_headers
+constexpr std::size_t header_area = 4 + 1 + 2 + 8 + 8 + 4 + 4; // up to n_headers
 
 void put_u32(std::string& s, std::size_t at, std::uint32_t v) {
   for (std::size_t i = 0; i < 4; ++i) s[at + i] = static_cast<char>((v >> (8 * i)) & 0xff);
@@ -147,7 +151,7 @@ TEST_CASE("trailing bytes are rejected", "[entry]") {
 
 TEST_CASE("magic and format version are checked", "[entry]") {
   auto bytes = ccp::encode_entry(sample_entry());
-  for (std::uint8_t v : {0, 2, 255}) {
+  for (std::uint8_t v : {0, 1, 3, 255}) {
     auto wrong = bytes;
     wrong[version_offset] = static_cast<char>(v);
     CHECK_FALSE(ccp::decode_entry(wrong).has_value());

@@ -26,6 +26,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -83,18 +84,21 @@ public:
       auto& s = shard_of(key);
       std::shared_lock lock(s.mutex);
       auto it = s.entries.find(key);
-      if (it == s.entries.end() || it->second.entry->expires_at <= now) return out;
+      if (it == s.entries.end() || it->second.entry->retain_until() <= now) return out;
       if (!it->second.referenced.load(std::memory_order_relaxed))
         it->second.referenced.store(true, std::memory_order_relaxed);
       entry = it->second.entry;
     }
     // Every tag the entry recorded, including those its handler added, must
-    // still have the version it was built under.
+    // still have the version it was built under, or have been bumped by
+    // soft purges alone since (then the entry is only stale).
     for (auto const& t : entry->tags) {
       auto requested = std::find_if(tags.begin(), tags.end(), [&](resolved_tag const& r) { return r.name == t.name; });
       auto current = requested != tags.end() ? out.versions[static_cast<std::size_t>(requested - tags.begin())]
                                              : counter_of(t.name, now);
-      if (current != t.version) return out;
+      if (current == t.version) continue;
+      if (current == 0 || t.version > current || t.version < floor_of(t.name)) return out;
+      out.soft_purged = true;
     }
     out.entry = std::move(entry);
     return out;
@@ -114,7 +118,7 @@ public:
       auto [it, inserted] = s.counters.try_emplace(t.name);
       auto& c = it->second;
       if (inserted || c.expires <= now) {
-        c.value = detail::fresh_generation();
+        c.floor = c.value = detail::fresh_generation();
         c.expires = now + t.version_ttl;
       } else if (c.expires < now + t.version_ttl) {
         c.expires = now + t.version_ttl;
@@ -150,7 +154,7 @@ public:
       s.bytes += bytes;
       s.clock.push_back({key, generation});
       for (auto const& t : entry->tags)
-        if (indexed(t)) s.index.add(t.name, key, entry->expires_at);
+        if (indexed(t)) s.index.add(t.name, key, entry->retain_until());
     }
     if (versions_current(*entry, now)) return true;
     std::unique_lock lock(s.mutex);
@@ -164,10 +168,13 @@ public:
     return erase_locked(s, key);
   }
 
+  // Hard: bumps the counter and drains the index. Soft: bumps the counter
+  // only; the floor stays, so entries built since it are served as stale.
   invalidation_result invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) {
     auto const now = clock::now();
     invalidation_result result;
     result.tag = tag;
+    result.mode = mode;
     {
       auto& s = shard_of(tag);
       std::unique_lock lock(s.mutex);
@@ -175,10 +182,13 @@ public:
       auto& c = it->second;
       // A missing or expired counter restarts at a fresh generation; entries
       // built under any earlier one no longer match.
-      c.value = (inserted || c.expires <= now) ? detail::fresh_generation() : c.value + 1;
+      bool const fresh = inserted || c.expires <= now;
+      c.value = fresh ? detail::fresh_generation() : c.value + 1;
+      if (fresh || mode == purge_mode::hard) c.floor = c.value;
       c.expires = std::max(c.expires, now + default_version_ttl);
       result.version = c.value;
     }
+    if (mode == purge_mode::soft) return result;
     for (std::size_t i = 0; i < shard_count_; ++i) {
       auto& s = shards_[i];
       std::unique_lock lock(s.mutex);
@@ -210,6 +220,7 @@ private:
   };
   struct counter {
     std::uint64_t value = 0;
+    std::uint64_t floor = 0; // the value at the last hard invalidation
     clock::time_point expires{};
   };
   struct clock_slot {
@@ -257,6 +268,13 @@ private:
     return it == s.counters.end() || it->second.expires <= now ? 0 : it->second.value;
   }
 
+  std::uint64_t floor_of(std::string const& tag) const {
+    auto& s = shard_of(tag);
+    std::shared_lock lock(s.mutex);
+    auto it = s.counters.find(tag);
+    return it == s.counters.end() ? std::numeric_limits<std::uint64_t>::max() : it->second.floor;
+  }
+
   bool versions_current(cached_response const& e, clock::time_point now) const {
     return std::all_of(e.tags.begin(), e.tags.end(), [&](tag_version const& t) { return counter_of(t.name, now) == t.version; });
   }
@@ -299,7 +317,7 @@ private:
   static void sweep_locked(shard& s, clock::time_point now, int budget) {
     for (; budget > 0 && !s.clock.empty(); --budget) {
       auto it = live(s, s.clock.front());
-      if (it != s.entries.end() && it->second.entry->expires_at > now) break;
+      if (it != s.entries.end() && it->second.entry->retain_until() > now) break;
       if (it != s.entries.end()) erase_locked(s, s.clock.front().key);
       s.clock.pop_front();
     }

@@ -13,8 +13,9 @@
 // |                | `drain_batch` members); further steps while members remain   | drain_batch |
 //
 // (*) An entry that carries tags its handler added (fill_context::add_tag)
-// needs their counters too, which a request does not name: a hit on such an
-// entry reads them in a second MGET.
+// needs their counters too, which a request does not name, and a tag
+// bumped since the entry was built needs its soft-purge floor: such a
+// lookup reads them in a second MGET.
 //
 // Failures throw cache_error(store_unavailable); cache_page then answers
 // from the handler. A circuit breaker makes an unreachable Redis fail fast
@@ -35,7 +36,9 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -71,16 +74,28 @@ public:
       client_->counters().corrupt_entries.fetch_add(1, std::memory_order_relaxed);
       return out;
     }
-    if (entry->expires_at <= clock::now()) return out;
+    if (entry->retain_until() <= clock::now()) return out;
 
-    // Every tag the entry recorded must still be at its version.
+    // Every tag the entry recorded must still be at its version, or have
+    // moved on by soft purges alone (then the entry is stale).
     std::vector<tag_version const*> unnamed;
+    std::vector<tag_version const*> behind;
     for (auto const& t : entry->tags) {
       auto it = std::find_if(tags.begin(), tags.end(), [&](resolved_tag const& r) { return r.name == t.name; });
-      if (it == tags.end()) unnamed.push_back(&t);
-      else if (out.versions[static_cast<std::size_t>(it - tags.begin())] != t.version) return out;
+      if (it == tags.end()) {
+        unnamed.push_back(&t);
+        continue;
+      }
+      auto const now_at = out.versions[static_cast<std::size_t>(it - tags.begin())];
+      if (now_at == t.version) continue;
+      if (now_at == 0 || t.version > now_at) return out;
+      behind.push_back(&t);
     }
-    if (!unnamed.empty() && !current(unnamed)) return out;
+    if (!unnamed.empty() || !behind.empty()) {
+      auto state = settle(unnamed, behind);
+      if (!state) return out;
+      out.soft_purged = *state;
+    }
     out.entry = std::make_shared<cached_response const>(std::move(*entry));
     return out;
   }
@@ -132,7 +147,7 @@ public:
   }
 
   bool store(std::string const& key, std::shared_ptr<cached_response const> entry) {
-    auto const ttl = std::chrono::duration_cast<std::chrono::milliseconds>(entry->expires_at - clock::now()).count();
+    auto const ttl = std::chrono::duration_cast<std::chrono::milliseconds>(entry->retain_until() - clock::now()).count();
     std::string value = encode_entry(*entry);
     if (value.size() > client_->options().max_entry)
       throw cache_error(error::entry_too_large, fmt::format("entry of {} bytes exceeds the redis backend's max_entry of {}",
@@ -183,24 +198,48 @@ public:
   invalidation_result invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) {
     invalidation_result result;
     result.tag = tag;
+    result.mode = mode;
     auto const lifetime = std::to_string(default_version_ttl.count());
     auto const batch = client_->options().drain_batch;
     return client_->run("redis invalidate", [&](detail::redis_connection& c) {
       auto a = detail::redis_connection::script_args();
-      a.add(keys_.counter(tag)).add(keys_.index(tag)).add(detail::fresh_generation()).view(lifetime).add(batch).add(
-          keys_.page_prefix());
-      auto r = c.eval(detail::redis_invalidate_script(), 2, a);
+      a.add(keys_.counter(tag)).add(keys_.index(tag)).add(keys_.floor(tag)).add(detail::fresh_generation());
+      a.view(lifetime).add(batch).add(keys_.page_prefix()).view(mode == purge_mode::soft ? "soft" : "hard");
+      auto r = c.eval(detail::redis_invalidate_script(), 3, a);
       if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[1]->type != REDIS_REPLY_INTEGER ||
           r->element[2]->type != REDIS_REPLY_INTEGER || (result.version = parse_counter(r->element[0])) == 0)
         throw detail::redis_error("redis invalidate (EVALSHA)", c.context(), r.get());
       result.entries_removed = static_cast<std::size_t>(r->element[2]->integer);
-      if (static_cast<std::size_t>(r->element[1]->integer) >= batch)
+      if (mode == purge_mode::hard && static_cast<std::size_t>(r->element[1]->integer) >= batch)
         result.entries_removed += detail::redis_drain_index(c, keys_, tag, batch, true).pages_removed;
       return result;
     });
   }
 
   void prepare_response(boost::beast::http::fields&, std::span<tag_version const>) {}
+
+  // Fill locks (SET NX PX, released by a token-checked script), so that of
+  // several processes one refreshes a key while the others wait and re-read.
+  std::optional<std::string> try_fill_lock(std::string const& key, std::chrono::milliseconds ttl) {
+    auto token = fmt::format("{:016x}", detail::fresh_generation());
+    detail::redis_args a{"SET"};
+    a.add(keys_.lock(key)).view(token).view("NX").view("PX").add(std::max<std::int64_t>(1, ttl.count()));
+    return client_->run("redis fill lock (SET NX PX)", [&](detail::redis_connection& c) -> std::optional<std::string> {
+      auto r = c.call("redis fill lock (SET NX PX)", a);
+      if (r->type == REDIS_REPLY_NIL) return std::nullopt;
+      if (r->type != REDIS_REPLY_STATUS) throw detail::redis_error("redis fill lock (SET NX PX)", c.context(), r.get());
+      return token;
+    });
+  }
+  void release_fill_lock(std::string const& key, std::string const& token) {
+    auto a = detail::redis_connection::script_args();
+    a.add(keys_.lock(key)).view(token);
+    client_->run("redis fill unlock (EVALSHA)", [&](detail::redis_connection& c) {
+      auto r = c.eval(detail::redis_unlock_script(), 1, a);
+      if (r->type != REDIS_REPLY_INTEGER) throw detail::redis_error("redis fill unlock (EVALSHA)", c.context(), r.get());
+      return r->integer == 1;
+    });
+  }
 
   // The same index this backend keeps, over the same connections.
   redis_surrogate_index index() const { return redis_surrogate_index(client_); }
@@ -229,18 +268,39 @@ private:
     return ec == std::errc{} && end == s.data() + s.size() ? v : 0;
   }
 
-  // Whether the counters of the tags a request did not name still match.
-  bool current(std::vector<tag_version const*> const& tags) {
+  // One more trip for what the first did not read: the counters of the
+  // tags a request did not name (its handler added them), and the floors
+  // of tags whose counter moved on. Nothing when the entry is gone; else
+  // whether it is only stale (soft-purged).
+  std::optional<bool> settle(std::vector<tag_version const*> const& unnamed, std::vector<tag_version const*> const& behind) {
     detail::redis_args a{"MGET"};
-    for (auto const* t : tags) a.add(keys_.counter(t->name));
-    auto reply = client_->run("redis lookup (MGET added tags)", [&](detail::redis_connection& c) {
-      auto r = c.checked("redis lookup (MGET added tags)", a, REDIS_REPLY_ARRAY);
-      if (r->elements != tags.size()) throw detail::redis_error("redis lookup (MGET added tags)", c.context(), r.get());
+    for (auto const* t : unnamed) a.add(keys_.counter(t->name));
+    for (auto const* t : unnamed) a.add(keys_.floor(t->name));
+    for (auto const* t : behind) a.add(keys_.floor(t->name));
+    auto const n = 2 * unnamed.size() + behind.size();
+    auto reply = client_->run("redis lookup (MGET counters, floors)", [&](detail::redis_connection& c) {
+      auto r = c.checked("redis lookup (MGET counters, floors)", a, REDIS_REPLY_ARRAY);
+      if (r->elements != n) throw detail::redis_error("redis lookup (MGET counters, floors)", c.context(), r.get());
       return r;
     });
-    for (std::size_t i = 0; i < tags.size(); ++i)
-      if (parse_counter(reply->element[i]) != tags[i]->version) return false;
-    return true;
+    // A missing floor is the counter itself: only a soft purge leaves one.
+    auto floor_at = [&](std::size_t i) {
+      auto f = parse_counter(reply->element[i]);
+      return f == 0 ? std::numeric_limits<std::uint64_t>::max() : f;
+    };
+    bool stale = false;
+    for (std::size_t i = 0; i < unnamed.size(); ++i) {
+      auto const current = parse_counter(reply->element[i]);
+      auto const version = unnamed[i]->version;
+      if (current == version) continue;
+      if (current == 0 || version > current || version < floor_at(unnamed.size() + i)) return std::nullopt;
+      stale = true;
+    }
+    for (std::size_t i = 0; i < behind.size(); ++i) {
+      if (behind[i]->version < floor_at(2 * unnamed.size() + i)) return std::nullopt;
+      stale = true;
+    }
+    return stale;
   }
 
   std::shared_ptr<detail::redis_client> client_;
@@ -248,5 +308,6 @@ private:
 };
 
 static_assert(backend<redis_backend>);
+static_assert(fill_locking<redis_backend>);
 
 } // namespace custom_cache_page

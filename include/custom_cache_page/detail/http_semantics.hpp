@@ -155,38 +155,70 @@ inline std::vector<std::string> vary_fields(http::response_header<> const& res) 
   return out;
 }
 
-// The request's value for each varying field, all occurrences joined.
+// Every value of the request field `name`, joined as one list.
+inline std::string joined_field_values(http::request_header<> const& req, std::string const& name) {
+  std::string value;
+  for (auto const& f : all_of_field(req, beast::string_view(name.data(), name.size()))) {
+    if (!value.empty()) value += ", ";
+    value.append(f.value().data(), f.value().size());
+  }
+  return value;
+}
+
+// The request's value for each varying field.
 inline std::vector<std::pair<std::string, std::string>> vary_values(http::request_header<> const& req,
                                                                     std::vector<std::string> const& names) {
   std::vector<std::pair<std::string, std::string>> out;
-  for (auto const& name : names) {
-    std::string value;
-    for (auto const& f : all_of_field(req, beast::string_view(name.data(), name.size()))) {
-      if (!value.empty()) value += ", ";
-      value.append(f.value().data(), f.value().size());
-    }
-    out.emplace_back(name, std::move(value));
-  }
+  for (auto const& name : names) out.emplace_back(name, joined_field_values(req, name));
   return out;
 }
 
 // Whether a stored entry may answer this request: every requested tag was
-// recorded at its current version, and every varying field matches.
+// recorded (at its current version, unless the backend found the entry
+// soft-purged: then it checked the versions against the floors), and every
+// varying field matches.
 inline bool entry_answers(cached_response const& e, std::span<resolved_tag const> tags,
-                          std::span<std::uint64_t const> versions, http::request_header<> const& req) {
+                          std::span<std::uint64_t const> versions, http::request_header<> const& req,
+                          bool soft_purged = false) {
   for (std::size_t i = 0; i < tags.size(); ++i) {
     auto it = std::find_if(e.tags.begin(), e.tags.end(), [&](tag_version const& t) { return t.name == tags[i].name; });
-    if (it == e.tags.end() || i >= versions.size() || it->version != versions[i]) return false;
+    if (it == e.tags.end() || i >= versions.size() || (it->version != versions[i] && !soft_purged)) return false;
   }
-  for (auto const& [name, value] : e.vary) {
-    std::string current;
-    for (auto const& f : all_of_field(req, beast::string_view(name.data(), name.size()))) {
-      if (!current.empty()) current += ", ";
-      current.append(f.value().data(), f.value().size());
-    }
-    if (current != value) return false;
-  }
+  for (auto const& [name, value] : e.vary)
+    if (joined_field_values(req, name) != value) return false;
   return true;
+}
+
+// How an entry found by a lookup may be used at `now`.
+enum class freshness { fresh, revalidate_stale, error_stale, unusable };
+struct staleness {
+  freshness state = freshness::unusable;
+  std::chrono::seconds stale_for{0}; // how long it has been stale
+};
+
+// A soft-purged entry counts as stale from the purge (taken as now when it
+// had not expired yet); the windows are the entry's own.
+inline staleness judge(cached_response const& e, bool soft_purged, cached_response::clock::time_point now) {
+  using namespace std::chrono;
+  if (!soft_purged && now < e.expires_at) return {freshness::fresh, seconds(0)};
+  auto const stale_for = now < e.expires_at ? nanoseconds(0) : duration_cast<nanoseconds>(now - e.expires_at);
+  auto const whole = duration_cast<seconds>(stale_for);
+  if (stale_for < e.stale_while_revalidate) return {freshness::revalidate_stale, whole};
+  if (stale_for < e.stale_if_error) return {freshness::error_stale, whole};
+  return {freshness::unusable, whole};
+}
+
+// A stale window from the response's Cache-Control directive, else the
+// configured one.
+inline std::chrono::seconds stale_window(http::response_header<> const& res, std::string_view directive,
+                                         std::chrono::seconds configured) {
+  for (auto const& f : all_of_field(res, http::field::cache_control)) {
+    auto arg = cache_directive(sv(f.value()), directive);
+    long long n = 0;
+    if (arg && std::from_chars(arg->data(), arg->data() + arg->size(), n).ec == std::errc{} && n >= 0)
+      return std::chrono::seconds(n);
+  }
+  return configured;
 }
 
 // IMF-fixdate (RFC 9110 §5.6.7).

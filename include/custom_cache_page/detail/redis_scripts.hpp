@@ -3,6 +3,12 @@
 //
 //   <prefix>page:<storage key>   the entry (encode_entry bytes), PX its TTL
 //   <prefix>tagv:<tag>           the tag's counter (decimal), EX its lifetime
+//   <prefix>lock:<storage key>   a fill lock: the holder's random token, PX
+//                                its hold time
+//   <prefix>tagf:<tag>           after a soft purge: the counter value at the
+//                                last hard invalidation (entries built at or
+//                                after it are stale, not gone); absent, the
+//                                floor is the counter itself
 //   <prefix>tagidx:<tag>         the surrogate index of a plain tag: a sorted
 //                                set of storage keys scored by their entry's
 //                                expiry (ms, Redis clock); it expires with
@@ -31,6 +37,8 @@ struct redis_keys {
   std::string page(std::string_view key) const { return join("page:", key); }
   std::string counter(std::string_view tag) const { return join("tagv:", tag); }
   std::string index(std::string_view tag) const { return join("tagidx:", tag); }
+  std::string floor(std::string_view tag) const { return join("tagf:", tag); }
+  std::string lock(std::string_view key) const { return join("lock:", key); }
   std::string page_prefix() const { return prefix + "page:"; }
   std::string index_prefix() const { return prefix + "tagidx:"; }
 
@@ -138,19 +146,41 @@ end
 
 // Invalidates a tag: bumps its counter (a missing or unreadable one first
 // starts at the fresh generation the client drew; at least `lifetime`
-// seconds of expiry are kept), then takes the first drain step, so that a
-// tag without an index costs one round trip.
-// KEYS: counter, index; ARGV: fresh generation, lifetime s, batch, page prefix.
+// seconds of expiry are kept). Hard: drops the floor and takes the first
+// drain step, so that a tag without an index costs one round trip. Soft:
+// keeps (or sets) the floor at the value before the bump and drains
+// nothing. A fresh counter never gets a floor: nothing built before it is
+// served, not even as stale.
+// KEYS: counter, index, floor; ARGV: fresh generation, lifetime s, batch,
+// page prefix, 'soft' or 'hard'.
 // Returns {new counter value as a string, popped, pages removed}.
 inline redis_script const& redis_invalidate_script() {
   static redis_script const s = make_redis_script(
       "redis invalidate (EVALSHA)", std::string(redis_lua_library) + std::string(redis_lua_drain_step) + R"lua(
 local v = redis.call('GET', KEYS[1])
-if not v or not tonumber(v) then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
+local fresh = not v or not tonumber(v)
+if fresh then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
+if ARGV[5] == 'soft' and not fresh then
+  redis.call('SET', KEYS[3], v, 'NX', 'EX', ARGV[2])
+  redis.call('EXPIRE', KEYS[3], ARGV[2], 'GT')
+else
+  redis.call('DEL', KEYS[3])
+end
 redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2], 'GT')
+if ARGV[5] == 'soft' then return {redis.call('GET', KEYS[1]), 0, 0} end
 local step = drain_step(KEYS[2], ARGV[3], ARGV[4], false)
 return {redis.call('GET', KEYS[1]), step[1], step[2]}
+)lua");
+  return s;
+}
+
+// Releases a fill lock if the caller's token still holds it (an expired
+// lock may have passed to another process). KEYS: lock; ARGV: token.
+inline redis_script const& redis_unlock_script() {
+  static redis_script const s = make_redis_script("redis fill unlock (EVALSHA)", R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 )lua");
   return s;
 }
