@@ -172,12 +172,14 @@ public:
       } else {
         lead = std::move(joined.lead);
         lock = take_fill_lock(p);
-        // Another process is filling it: wait for its entry, bounded.
-        if (!lock.held)
-          if (auto e = await_other_process(p, header)) {
-            stats().coalesced();
-            return answer(std::move(e), header, *p.backend, answer_kind::hit, "; detail=coalesced");
-          }
+        // A fill that ended between the lookup and now (here or in another
+        // process) left its entry; when another process holds the lock, its
+        // entry is awaited, bounded.
+        if (auto e = lock.held ? reread(p, header) : await_other_process(p, header)) {
+          lead.finish(true);
+          stats().coalesced();
+          return answer(std::move(e), header, *p.backend, answer_kind::hit, "; detail=coalesced");
+        }
       }
     }
     // The versions this fill is built under, read before the handler runs.

@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 
 #include <charconv>
+#include <latch>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -525,4 +526,70 @@ TEST_CASE("CUSTOM_CACHE_PAGE_BACKEND may name a redis backend", "[e2e][redis]") 
   auto const shared = from_flag.get(url);
   INFO("server given --backend: " << field(shared, "Cache-Status"));
   CHECK(cache_status_has(shared, "hit"));
+}
+
+namespace {
+
+// `targets.size()` GETs sent at once, each from a client thread of its own
+// (bounded: one request per client, every step within 5 s).
+std::vector<reply> burst(std::vector<std::uint16_t> const& ports, std::vector<std::string> const& targets) {
+  std::vector<reply> replies(targets.size());
+  std::vector<std::string> failures(targets.size());
+  std::latch start(static_cast<std::ptrdiff_t>(targets.size()));
+  std::vector<std::thread> clients;
+  for (std::size_t i = 0; i < targets.size(); ++i)
+    clients.emplace_back([&, i] {
+      start.arrive_and_wait();
+      try {
+        replies[i] = exchange(ports[i % ports.size()], http::verb::get, targets[i]);
+      } catch (std::exception const& e) {
+        failures[i] = e.what();
+      }
+    });
+  for (auto& t : clients) t.join();
+  for (auto const& f : failures) REQUIRE(f.empty());
+  return replies;
+}
+
+} // namespace
+
+TEST_CASE("256 concurrent cold requests for one page run its handler once; four pages, four times", "[e2e][stampede]") {
+  catalog_server server;
+  // What one handler call of a list page costs in queries.
+  auto const before_one = server.db_queries();
+  REQUIRE(server.get("/products?category=books&page=9").result() == http::status::ok);
+  auto const per_call = server.db_queries() - before_one;
+  REQUIRE(per_call >= 1);
+
+  auto const before = server.db_queries();
+  auto replies = burst({server.port()}, std::vector<std::string>(256, "/products?category=games&page=1"));
+  CHECK(server.db_queries() - before == per_call);
+  for (auto const& r : replies) {
+    CHECK(r.result() == http::status::ok);
+    CHECK(r.body() == replies.front().body());
+  }
+
+  std::vector<std::string> four;
+  for (int i = 0; i < 256; ++i) four.push_back("/products?category=tools&page=" + std::to_string(1 + i % 4));
+  auto const before_four = server.db_queries();
+  for (auto const& r : burst({server.port()}, four)) CHECK(r.result() == http::status::ok);
+  CHECK(server.db_queries() - before_four == 4 * per_call);
+}
+
+TEST_CASE("128 concurrent cold requests split over two servers sharing redis run the handler once", "[e2e][stampede][redis]") {
+  std::string const backend = redis_backend_url("stampede");
+  catalog_server a({"--backend", backend});
+  catalog_server b({"--backend", backend});
+  auto const before_one = a.db_queries();
+  REQUIRE(a.get("/products?category=books&page=9").result() == http::status::ok);
+  auto const per_call = a.db_queries() - before_one;
+  REQUIRE(per_call >= 1);
+
+  auto const before = a.db_queries() + b.db_queries();
+  auto replies = burst({a.port(), b.port()}, std::vector<std::string>(128, "/products?category=games&page=2"));
+  CHECK(a.db_queries() + b.db_queries() - before == per_call);
+  for (auto const& r : replies) {
+    CHECK(r.result() == http::status::ok);
+    CHECK(r.body() == replies.front().body());
+  }
 }

@@ -668,3 +668,83 @@ TEST_CASE("redis_backend: an unreachable Redis fails fast once the circuit break
   CHECK(b.stats().failures == connects_tried + 1);
   CHECK_THROWS_WITH(b.lookup("k", tags), Catch::Contains("circuit breaker open"));
 }
+
+TEST_CASE("redis_backend: a soft purge leaves entries stale, a hard purge after it removes them", "[redis][stale]") {
+  ccp::redis_backend b(options_for("soft"));
+  auto ctx = ccp_test::redis_server::shared().connect();
+  std::vector<ccp::resolved_tag> const named{versioned("v"), plain("p")};
+  std::vector<ccp::resolved_tag> const all{versioned("v"), plain("p"), versioned("added-v")};
+
+  for (auto const& tag : {"v", "p", "added-v"}) {
+    DYNAMIC_SECTION("soft purge of " << tag) {
+      auto const before = b.tag_versions(all);
+      REQUIRE(b.store("k", make_entry(all, before, 60s)));
+      auto soft = b.invalidate_tag(tag, ccp::purge_mode::soft);
+      CHECK(soft.mode == ccp::purge_mode::soft);
+      CHECK(soft.entries_removed == 0);
+      CHECK(exists(ctx.get(), b.page_key("k")));
+      auto found = b.lookup("k", named);
+      REQUIRE(found.entry);
+      CHECK(found.soft_purged);
+      // A second soft purge keeps the floor where the first put it.
+      b.invalidate_tag(tag, ccp::purge_mode::soft);
+      CHECK(b.lookup("k", named).soft_purged);
+      // A fill whose snapshot predates the purge is refused.
+      CHECK_FALSE(b.store("k2", make_entry(all, before, 60s)));
+      b.invalidate_tag(tag, ccp::purge_mode::hard);
+      CHECK_FALSE(hit(b, "k", named));
+      // A fresh fill is current again.
+      REQUIRE(b.store("k", make_entry(all, b.tag_versions(all), 60s)));
+      auto again = b.lookup("k", named);
+      REQUIRE(again.entry);
+      CHECK_FALSE(again.soft_purged);
+    }
+  }
+}
+
+TEST_CASE("redis_backend: a soft purge of a lost counter serves nothing built before it", "[redis][stale]") {
+  ccp::redis_backend b(options_for("soft-lost"));
+  auto ctx = ccp_test::redis_server::shared().connect();
+  std::vector<ccp::resolved_tag> const tags{versioned("v")};
+  REQUIRE(fill(b, "k", tags));
+  command(ctx.get(), {"DEL", b.counter_key("v")});
+  b.invalidate_tag("v", ccp::purge_mode::soft);
+  CHECK_FALSE(hit(b, "k", tags));
+}
+
+TEST_CASE("redis_backend: entries are kept for their stale windows past their expiry", "[redis][stale]") {
+  ccp::redis_backend b(options_for("stale-keep"));
+  auto ctx = ccp_test::redis_server::shared().connect();
+  std::vector<ccp::resolved_tag> const tags{plain("p")};
+  auto e = std::make_shared<ccp::cached_response>(*make_entry(tags, b.tag_versions(tags), 60s));
+  e->stale_if_error = 3600s;
+  REQUIRE(b.store("k", e));
+  auto const pttl = integer(command(ctx.get(), {"PTTL", b.page_key("k")}));
+  CHECK(pttl > 3600 * 1000);
+  CHECK(pttl <= 3660 * 1000);
+  auto found = b.lookup("k", tags);
+  REQUIRE(found.entry);
+  CHECK(found.entry->stale_if_error == 3600s);
+}
+
+TEST_CASE("redis_backend: a fill lock has one holder, expires, and only its token releases it", "[redis][lock]") {
+  ccp::redis_backend a(options_for("lock"));
+  ccp::redis_backend other(options_for("lock"));
+  auto ctx = ccp_test::redis_server::shared().connect();
+  auto token = a.try_fill_lock("k", 2000ms);
+  REQUIRE(token);
+  CHECK_FALSE(other.try_fill_lock("k", 2000ms));
+  CHECK(other.try_fill_lock("another key", 2000ms));
+  other.release_fill_lock("k", "not the token");
+  CHECK_FALSE(other.try_fill_lock("k", 2000ms));
+  a.release_fill_lock("k", *token);
+  auto next = other.try_fill_lock("k", 150ms);
+  REQUIRE(next);
+  CHECK(*next != *token);
+  std::this_thread::sleep_for(400ms);
+  auto after_expiry = a.try_fill_lock("k", 2000ms);
+  CHECK(after_expiry);
+  // The expired holder's late release does not free the new holder's lock.
+  other.release_fill_lock("k", *next);
+  CHECK_FALSE(other.try_fill_lock("k", 2000ms));
+}
