@@ -2,11 +2,18 @@
 // server over a product catalog whose every query takes 20 ms; list and
 // product pages are cached, tagged, and invalidated when the data changes.
 //
-//   catalog_server [--port N] [--threads N] [--backend URL]
+//   catalog_server [--port N] [--threads N] [--backend URL | --config FILE]
 //   curl -si 'http://127.0.0.1:8080/products?category=books'   # miss, stored
 //   curl -si 'http://127.0.0.1:8080/products?category=books'   # hit
+//
+// Behind Varnish (tests/varnish/catalog.vcl), pages kept in memory and
+// tagged and purged in Varnish too:
+//   catalog_server --backend composite://memory,varnish        # Varnish on 127.0.0.1:6081
+//   catalog_server --backend 'composite://?member=memory://&member=varnish://127.0.0.1:6082'
 #include "catalog.hpp"
 
+#include <custom_cache_page/cdn.hpp>
+#include <custom_cache_page/config.hpp>
 #include <custom_cache_page/custom_cache_page.hpp>
 #if defined(CATALOG_WITH_REDIS)
 #include <custom_cache_page/redis.hpp>
@@ -15,9 +22,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-// Boost.JSON's compiled part, header-only: this file is the program's only
-// translation unit, and Debian ships no libboost_json to link instead.
-#include <boost/json/src.hpp>
+#include <boost/json.hpp> // compiled in by custom_cache_page::cdn
 #include <boost/locale/utf.hpp> // header-only, needs no Boost.Locale library
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
@@ -418,12 +423,14 @@ void accept(tcp::acceptor& acceptor, routes& r) {
 // ---------------------------------------------------------------------------
 // Command line
 
-constexpr char const* usage = "usage: catalog_server [--port N] [--threads N] [--backend URL] [--help]";
+constexpr char const* usage =
+    "usage: catalog_server [--port N] [--threads N] [--backend URL | --config FILE] [--help]";
 
 struct options {
   unsigned short port = 8080;
   unsigned threads = 2;
   std::optional<std::string> backend;
+  std::optional<std::string> config;
 };
 
 // The options, or nothing after printing why they are wrong.
@@ -432,7 +439,8 @@ std::optional<options> parse_arguments(int argc, char** argv, bool& help) {
   for (int i = 1; i < argc; ++i) {
     std::string_view const arg = argv[i];
     std::optional<std::string_view> value;
-    if ((arg == "--port" || arg == "--threads" || arg == "--backend") && i + 1 < argc) value = argv[++i];
+    if ((arg == "--port" || arg == "--threads" || arg == "--backend" || arg == "--config") && i + 1 < argc)
+      value = argv[++i];
     if (arg == "--help" || arg == "-h") {
       help = true;
     } else if (arg == "--port" && value) {
@@ -451,10 +459,16 @@ std::optional<options> parse_arguments(int argc, char** argv, bool& help) {
       o.threads = *n;
     } else if (arg == "--backend" && value) {
       o.backend = std::string(*value);
+    } else if (arg == "--config" && value) {
+      o.config = std::string(*value);
     } else {
       std::cerr << "catalog_server: unexpected argument '" << arg << "'\n";
       return std::nullopt;
     }
+  }
+  if (o.backend && o.config) {
+    std::cerr << "catalog_server: --backend and --config exclude each other\n";
+    return std::nullopt;
   }
   return o;
 }
@@ -482,7 +496,11 @@ int main(int argc, char** argv) {
               << "  --port N       listen on 127.0.0.1:N (default 8080; 0 picks a free port)\n"
               << "  --threads N    threads running the server (default 2)\n"
               << "  --backend URL  where cached pages live (default memory://; also read from\n"
-              << "                 the environment variable CUSTOM_CACHE_PAGE_BACKEND)\n";
+              << "                 the environment variable CUSTOM_CACHE_PAGE_BACKEND), e.g.\n"
+              << "                 composite://memory,varnish (pages in memory, tagged and\n"
+              << "                 purged in the Varnish at 127.0.0.1:6081)\n"
+              << "  --config FILE  backends from a JSON file ({\"DEFAULT_BACKEND\": ...,\n"
+              << "                 \"BACKENDS\": {...}}, see custom_cache_page/config.hpp)\n";
     return 0;
   }
 
@@ -491,8 +509,12 @@ int main(int argc, char** argv) {
 #if defined(CATALOG_WITH_REDIS)
     ccp::enable_redis(); // the redis:// and unix:// URL schemes
 #endif
+    ccp::enable_cdn(); // varnish://, fastly://, cloudflare://
     auto& registry = ccp::default_registry();
-    if (opts->backend) {
+    if (opts->config) {
+      ccp::configure_file(registry, *opts->config);
+      backend = registry.default_name(); // a name: the URLs may hold secrets
+    } else if (opts->backend) {
       registry.add("default", registry.make_backend(*opts->backend));
       registry.set_default("default");
       backend = *opts->backend;

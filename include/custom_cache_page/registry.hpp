@@ -6,6 +6,7 @@
 #pragma once
 
 #include <custom_cache_page/backend.hpp>
+#include <custom_cache_page/backends/composite_backend.hpp>
 #include <custom_cache_page/backends/memory_backend.hpp>
 #include <custom_cache_page/error.hpp>
 #include <custom_cache_page/stats.hpp>
@@ -13,6 +14,7 @@
 #include <boost/url/parse.hpp>
 
 #include <atomic>
+#include <charconv>
 #include <cstdlib>
 #include <memory>
 #include <functional>
@@ -50,11 +52,35 @@ inline std::size_t parse_size(std::string_view text, std::string_view what) {
   return static_cast<std::size_t>(n * mul);
 }
 
+// "2" -> 2, for a member index of composite://.
+inline std::size_t parse_index(std::string_view text, std::string_view what) {
+  std::size_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (text.empty() || ec != std::errc{} || end != text.data() + text.size())
+    throw cache_error(error::bad_configuration, "bad " + std::string(what) + ": '" + std::string(text) + "'");
+  return n;
+}
+
 } // namespace detail
 
-// Builds a backend from a URL. The core knows "memory://?max_bytes=256MiB&shards=16&max_entry=8MiB";
+// Builds a backend from a URL. The core knows:
+//
+//   memory://?max_bytes=256MiB&shards=16&max_entry=8MiB
+//   composite://memory,varnish        members by name: a backend registered
+//                                     under that name (shared, not copied),
+//                                     else a new one from "<name>://"
+//   composite://?member=memory://&member=varnish://127.0.0.1:6081&read=0&versions=0
+//                                     members by URL, in order (percent-encode
+//                                     '%', '&' and '#' inside a member URL);
+//                                     both forms may be combined, names first.
+//                                     read: the member lookups read from;
+//                                     versions: the one keeping tag versions
+//                                     (see composite_backend.hpp)
+//
 // other schemes are added with registry::add_scheme (the Redis component
-// registers "redis" and "unix").
+// registers "redis" and "unix", the CDN component "fastly", "cloudflare" and
+// "varnish"). Errors name the member and its scheme, never a member's URL
+// (it may hold a password).
 using backend_factory = std::function<any_backend(boost::urls::url_view const&)>;
 
 class registry {
@@ -73,7 +99,11 @@ public:
       }
       return any_backend(std::make_shared<memory_backend>(o));
     });
+    add_scheme("composite", [this](boost::urls::url_view const& u) { return make_composite(u); });
   }
+
+  registry(registry const&) = delete; // the composite scheme refers to this registry
+  registry& operator=(registry const&) = delete;
 
   void add_scheme(std::string scheme, backend_factory factory) {
     std::unique_lock lock(mutex_);
@@ -215,6 +245,59 @@ public:
   }
 
 private:
+  any_backend make_composite(boost::urls::url_view const& u) const {
+    std::vector<composite_member> members;
+    composite_backend_options options;
+    auto member_error = [&](std::size_t i, std::string const& name, std::exception const& e) {
+      auto const* ce = dynamic_cast<cache_error const*>(&e);
+      return cache_error(ce != nullptr ? static_cast<error>(ce->code().value()) : error::bad_configuration,
+                         "composite:// member " + std::to_string(i) + " '" + name + "': " + e.what());
+    };
+    if (u.has_userinfo() || u.has_port() || (!u.path().empty() && u.path() != "/"))
+      throw cache_error(error::bad_configuration, "composite:// takes member names as its host, nothing else before '?'");
+    std::string const names = u.host();
+    for (std::size_t start = 0; start < names.size();) {
+      std::size_t end = names.find(',', start);
+      if (end == std::string::npos) end = names.size();
+      std::string const name = names.substr(start, end - start);
+      start = end + 1;
+      if (name.empty()) throw cache_error(error::bad_configuration, "composite:// has an empty member name");
+      try {
+        any_backend b;
+        {
+          std::shared_lock lock(mutex_);
+          if (auto it = backends_.find(name); it != backends_.end()) b = *it->second;
+        }
+        members.push_back({name, b ? b : make_backend(name + "://")});
+      } catch (std::exception const& e) {
+        throw member_error(members.size(), name, e);
+      }
+    }
+    // '+' stays '+': it is not a space inside a member URL.
+    for (auto const& p : u.params(boost::urls::encoding_opts{})) {
+      if (p.key == "member") {
+        auto parsed = boost::urls::parse_uri(p.value);
+        std::string const i = std::to_string(members.size());
+        if (!parsed) throw cache_error(error::bad_configuration, "composite:// member " + i + " is not a URL");
+        std::string const scheme(parsed->scheme());
+        try {
+          members.push_back({scheme, make_backend(p.value)});
+        } catch (std::exception const& e) {
+          throw member_error(members.size(), scheme, e);
+        }
+      } else if (p.key == "read") {
+        options.read = detail::parse_index(p.value, "composite:// read");
+      } else if (p.key == "versions") {
+        options.versions = detail::parse_index(p.value, "composite:// versions");
+      } else {
+        throw cache_error(error::bad_configuration, "unknown composite:// option '" + std::string(p.key) + "'");
+      }
+    }
+    if (members.empty())
+      throw cache_error(error::bad_configuration, "composite:// needs members: composite://a,b or ?member=URL");
+    return any_backend(std::make_shared<composite_backend>(std::move(members), options));
+  }
+
   mutable std::shared_mutex mutex_;
   std::map<std::string, std::unique_ptr<any_backend>, std::less<>> backends_;
   std::vector<std::unique_ptr<any_backend>> retired_;
