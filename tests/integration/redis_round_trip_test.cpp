@@ -115,7 +115,8 @@ TEST_CASE("redis_backend: a miss costs a lookup, a snapshot only for missing cou
   o.port = server.port();
   o.prefix = "ccpt:miss-trips:";
   auto backend = std::make_shared<ccp::redis_backend>(o);
-  auto cached = ccp::cache_page({.timeout = 600s, .tags = {ccp::versioned("v"), "p"}, .backend = backend},
+  // Coalescing adds the fill lock, a re-read and the unlock: see the next case.
+  auto cached = ccp::cache_page({.timeout = 600s, .tags = {ccp::versioned("v"), "p"}, .backend = backend, .coalesce = false},
                                 [](http::request<http::string_body> const& req) {
                                   http::response<http::string_body> res{http::status::ok, req.version()};
                                   res.body() = "x";
@@ -133,4 +134,29 @@ TEST_CASE("redis_backend: a miss costs a lookup, a snapshot only for missing cou
   auto t1 = backend->stats().round_trips;
   CHECK_THAT(get("/a").cache_status(), Catch::Contains("stored"));
   CHECK(backend->stats().round_trips - t1 == 2);
+}
+
+TEST_CASE("redis_backend: a coalesced miss adds a fill lock, a re-read and the unlock", "[redis][round-trips]") {
+  auto& server = ccp_test::redis_server::shared();
+  ccp::redis_options o;
+  o.port = server.port();
+  o.prefix = "ccpt:coalesced-miss-trips:";
+  auto backend = std::make_shared<ccp::redis_backend>(o);
+  auto cached = ccp::cache_page({.timeout = 600s, .tags = {ccp::versioned("v"), "p"}, .backend = backend},
+                                [](http::request<http::string_body> const& req) {
+                                  http::response<http::string_body> res{http::status::ok, req.version()};
+                                  res.body() = "x";
+                                  res.prepare_payload();
+                                  return res;
+                                });
+  auto get = [&](std::string target) {
+    return ccp_test::receive(cached(ccp_test::make_request(http::verb::get, std::move(target))));
+  };
+  get("/warm-up");
+  auto t0 = backend->stats().round_trips;
+  CHECK_THAT(get("/a").cache_status(), Catch::Contains("stored"));
+  CHECK(backend->stats().round_trips - t0 == 5); // lookup, lock, re-read, store, unlock
+  auto t1 = backend->stats().round_trips;
+  CHECK_THAT(get("/a").cache_status(), Catch::Contains("hit"));
+  CHECK(backend->stats().round_trips - t1 == 1);
 }

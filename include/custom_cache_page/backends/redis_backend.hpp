@@ -11,6 +11,10 @@
 // | erase          | UNLINK page                                                  | 1           |
 // | invalidate_tag | one script: bump, first drain step (ZPOPMIN + UNLINK of      | 1 per       |
 // |                | `drain_batch` members); further steps while members remain   | drain_batch |
+// | fill lock      | SET lock NX PX; released by a token-checked script           | 1 + 1       |
+//
+// A coalesced miss through cache_page is then lookup, lock, re-read, store,
+// unlock: five round trips, against the handler it saves other processes.
 //
 // (*) An entry that carries tags its handler added (fill_context::add_tag)
 // needs their counters too, which a request does not name, and a tag
