@@ -2,6 +2,7 @@
 // layout and its bounds, URL configuration, AUTH and unix sockets, and the
 // circuit breaker. Every test works under its own key prefix.
 #include <custom_cache_page/redis.hpp>
+#include <custom_cache_page/backends/composite_backend.hpp>
 
 #include "../support/process.hpp"
 #include "../support/redis_server.hpp"
@@ -747,4 +748,15 @@ TEST_CASE("redis_backend: a fill lock has one holder, expires, and only its toke
   // The expired holder's late release does not free the new holder's lock.
   other.release_fill_lock("k", *next);
   CHECK_FALSE(other.try_fill_lock("k", 2000ms));
+}
+
+TEST_CASE("composite_backend: fill locks are its read member's", "[redis][lock][composite]") {
+  auto shared = std::make_shared<ccp::redis_backend>(options_for("composite-lock"));
+  ccp::composite_backend c({{"redis", shared}, {"memory", std::make_shared<ccp::memory_backend>()}});
+  auto token = c.try_fill_lock("k", 2000ms);
+  REQUIRE(token);
+  CHECK_FALSE(token->empty());
+  CHECK_FALSE(shared->try_fill_lock("k", 2000ms));
+  c.release_fill_lock("k", *token);
+  CHECK(shared->try_fill_lock("k", 2000ms));
 }

@@ -10,6 +10,7 @@
 // | erase            | all; true if any member had the entry                       |
 // | invalidate_tag   | all, each attempted even when another throws (see below)   |
 // | prepare_response | all, in member order (each adds its own headers)            |
+// | fill locks       | the read member's                                           |
 //
 // Members that keep version counters (memory, redis) accept a store only when
 // their own counters match the versions the entry recorded, so the versions
@@ -24,6 +25,7 @@
 #include <custom_cache_page/stats.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -169,6 +171,14 @@ public:
     return out;
   }
 
+  // Fill locks are the read member's: it is where the fill's entry appears.
+  std::optional<std::string> try_fill_lock(std::string const& key, std::chrono::milliseconds ttl) {
+    return members_[read_].backend.try_fill_lock(key, ttl);
+  }
+  void release_fill_lock(std::string const& key, std::string const& token) {
+    members_[read_].backend.release_fill_lock(key, token);
+  }
+
   void prepare_response(boost::beast::http::fields& f, std::span<tag_version const> tags) {
     for (auto& m : members_) m.backend.prepare_response(f, tags);
   }
@@ -204,5 +214,6 @@ private:
 };
 
 static_assert(backend<composite_backend>);
+static_assert(fill_locking<composite_backend>);
 
 } // namespace custom_cache_page
