@@ -29,4 +29,5 @@ cmake --install build/dev --prefix "${prefix}"
 cmake -S tests/consumer -B "${consumer_build}" -DCMAKE_PREFIX_PATH="${prefix}" -DCMAKE_BUILD_TYPE=Release
 cmake --build "${consumer_build}" -j 2
 "${consumer_build}/consumer"
+"${consumer_build}/cdn_consumer"
 echo "=== all tests passed ==="
