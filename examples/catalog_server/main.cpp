@@ -170,7 +170,9 @@ public:
              // so that invalidating it costs O(1) however many pages exist.
              .tags = {ccp::versioned("products"),
                       [](ccp::request_view r) { return "category-" + r.query("category"); }},
-             .add_etag = true},
+             .add_etag = true,
+             // A list that is a little old beats an error page.
+             .stale_if_error = 3600s},
             plain_handler([this](request const& req) { return list(req); }))),
         // GET and HEAD are cached; PUT goes through the same wrapper so that
         // a successful one also drops the GET entry of its URL (RFC 9111 §4.4).
