@@ -7,8 +7,7 @@
 //       "main":   {"BACKEND": "composite", "OPTIONS": {"backends": ["local", "cdn"], "read": 0}},
 //       "local":  {"BACKEND": "memory", "OPTIONS": {"max_bytes": "256MiB"}},
 //       "cdn":    {"BACKEND": "varnish://127.0.0.1:6081"},
-//       "fastly": {"BACKEND": "fastly", "OPTIONS": {"service_id": "abc",
-//                                                    "api_token": {"ENV": "FASTLY_API_TOKEN"}}}
+//       "fastly": {"BACKEND": "fastly://SERVICE_ID", "OPTIONS": {"token_env": "FASTLY_API_TOKEN"}}
 //     }
 //   }
 //
