@@ -419,7 +419,7 @@ TEST_CASE("POST /invalidate invalidates the tag it names", "[e2e]") {
   CHECK(server.post("/invalidate").result() == http::status::bad_request);
 }
 
-TEST_CASE("unknown routes answer 404; Authorization bypasses the cache", "[e2e]") {
+TEST_CASE("unknown routes answer 404, and Authorization bypasses the cache", "[e2e]") {
   catalog_server server;
   CHECK(server.get("/no/such/route").result() == http::status::not_found);
 
@@ -553,7 +553,7 @@ std::vector<reply> burst(std::vector<std::uint16_t> const& ports, std::vector<st
 
 } // namespace
 
-TEST_CASE("256 concurrent cold requests for one page run its handler once; four pages, four times", "[e2e][stampede]") {
+TEST_CASE("256 concurrent cold requests for one page run its handler once, for four pages four times", "[e2e][stampede]") {
   catalog_server server;
   // What one handler call of a list page costs in queries.
   auto const before_one = server.db_queries();

@@ -359,7 +359,7 @@ TEST_CASE("fastly: the backend keeps nothing: lookups miss, versions 0, stores a
 
 // --- Tag headers ------------------------------------------------------------
 
-TEST_CASE("tag headers: each provider's header name and separator; guard tags never sent", "[cdn][headers]") {
+TEST_CASE("tag headers: each provider's header name and separator, guard tags never sent", "[cdn][headers]") {
   fake_api api({fastly_ok()});
   ccp::fastly_backend fastly(fastly_options(api));
   ccp::cloudflare_backend cloudflare(cloudflare_options(api));
@@ -460,7 +460,7 @@ TEST_CASE("tag headers: Cloudflare's 16 KB Cache-Tag: at the limit emitted, over
   CHECK(b.responses_uncacheable() == 1);
 }
 
-TEST_CASE("tag headers: a set too large is uncacheable even after hashing; tags the handler set count", "[cdn][headers]") {
+TEST_CASE("tag headers: a set too large is uncacheable even after hashing, and tags the handler set count", "[cdn][headers]") {
   fake_api api({fastly_ok()});
   ccp::varnish_backend b({"127.0.0.1", api.port()});
   // Hashing shortens long tags, but 200 hashed tags still exceed 8000 bytes.
@@ -637,7 +637,7 @@ TEST_CASE("cdn URLs build each backend with its options and its token from the e
   CHECK(api.requests()[0].header("fastly-soft-purge") == "1");
 }
 
-TEST_CASE("cdn URLs: an unknown option is named; a token in the URL is refused", "[cdn][registry]") {
+TEST_CASE("cdn URLs: an unknown option is named, and a token in the URL is refused", "[cdn][registry]") {
   env_var fastly_token("CCP_TEST_FASTLY_TOKEN", token);
   ccp::registry r;
   ccp::enable_cdn(r);

@@ -272,7 +272,7 @@ TEST_CASE("stale-if-error: just outside the window the failure goes through", "[
   CHECK(unavailable.body() == "call 3 for /list");
 }
 
-TEST_CASE("a hard invalidation is never served as stale; a soft purge is, inside the windows only", "[stampede][stale]") {
+TEST_CASE("a hard invalidation is never served as stale, a soft purge is but inside the windows only", "[stampede][stale]") {
   stampede s;
   s.delay = 0ms;
   bool failing = false;
