@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config ccache curl
-  libboost1.81-dev libboost-url1.81-dev libfmt-dev libssl-dev libhiredis-dev
+  libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev libfmt-dev libssl-dev libhiredis-dev
   catch2 libbenchmark-dev
   redis-server varnish varnish-modules wrk
 )

@@ -30,4 +30,14 @@ cmake -S tests/consumer -B "${consumer_build}" -DCMAKE_PREFIX_PATH="${prefix}" -
 cmake --build "${consumer_build}" -j 2
 "${consumer_build}/consumer"
 "${consumer_build}/cdn_consumer"
+# custom_cache_page::cdn links Debian's compiled Boost.JSON: the executable
+# and its shared library (cdn_plugin) must both load libboost_json.
+for binary in "${consumer_build}/cdn_consumer" "${consumer_build}/libcdn_plugin.so"; do
+  if ! json_line=$(ldd "${binary}" | grep libboost_json); then
+    echo "FAIL: ${binary} does not load libboost_json (custom_cache_page::cdn must link Boost::json)" >&2
+    ldd "${binary}" >&2
+    exit 1
+  fi
+  echo "$(basename "${binary}"): ${json_line}"
+done
 echo "=== all tests passed ==="
