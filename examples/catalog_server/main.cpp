@@ -22,7 +22,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/json.hpp> // compiled in by custom_cache_page::cdn
+#include <boost/json.hpp> // libboost_json, linked by custom_cache_page::cdn
 #include <boost/locale/utf.hpp> // header-only, needs no Boost.Locale library
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>

@@ -336,7 +336,8 @@ private:
 
   prepared prepare(request_view const& view) const {
     auto const& o = self_->options;
-    prepared p{storage_key(o.prefix(view), o.key_func(view)), resolve_tags(o.tags, view), &backend()};
+    prepared p{{}, resolve_tags(o.tags, view), &backend()};
+    p.key = storage_key(o.prefix(view), o.key_func(view), p.tags);
     p.tags.push_back({guard_name(p.key), false, guard_ttl, true});
     return p;
   }
@@ -356,7 +357,7 @@ private:
 
   template <class Body>
   http::message_generator pass_through(http::response<Body> res, std::string_view params) const {
-    res.set("Cache-Status", detail::cache_status(detail::sv(res["Cache-Status"]), self_->options.cache_status_name, params));
+    res.set("Cache-Status", detail::cache_status(res["Cache-Status"], self_->options.cache_status_name, params));
     return http::message_generator(std::move(res));
   }
 
@@ -428,11 +429,11 @@ private:
     // As Django's patch_response_headers: Expires unless set, and a max-age
     // no longer than the timeout.
     if (res.find(http::field::expires) == res.end()) res.set(http::field::expires, detail::http_date(e->expires_at));
-    res.set(http::field::cache_control, detail::with_max_age(detail::sv(res[http::field::cache_control]), ttl.count(), true));
+    res.set(http::field::cache_control, detail::with_max_age(res[http::field::cache_control], ttl.count(), true));
     if (o.add_etag && res.find(http::field::etag) == res.end())
       res.set(http::field::etag, "\"" + detail::sha256_hex(detail::body_bytes<Body>(res.body())).substr(0, 32) + "\"");
     for (auto const& f : res)
-      if (detail::stored_field(res, f.name(), detail::sv(f.name_string())))
+      if (detail::stored_field(res, f.name(), f.name_string()))
         e->headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     for (std::size_t i = 0; i < p.tags.size(); ++i)
       e->tags.push_back({p.tags[i].name, versions[i], p.tags[i].versioned, p.tags[i].guard});
@@ -474,7 +475,7 @@ private:
     auto const now = cached_response::clock::now();
     bool const hit = kind != answer_kind::filled;
     auto const age = std::max<long long>(0, duration_cast<seconds>(now - e->stored_at).count());
-    // In whole seconds from the same Age, so that ttl and max-age agree.
+    // In whole seconds from the same Age, so that ttl and Age agree.
     auto const lifetime = duration_cast<seconds>(e->expires_at - e->stored_at).count();
     auto const remaining = kind == answer_kind::stale ? std::min<long long>(-1, lifetime - age) : std::max<long long>(0, lifetime - age);
     auto const& name = self_->options.cache_status_name;
@@ -486,8 +487,9 @@ private:
                                  f == http::field::expires || f == http::field::vary ||
                                  f == http::field::last_modified || f == http::field::content_location))
           continue;
-        if (f == http::field::cache_control && hit) res.insert(f, detail::counted_down(value, age));
-        else if (f != http::field::unknown) res.insert(f, value);
+        // Cache-Control goes out as stored: Age says how old the copy is,
+        // and a downstream cache subtracts it (RFC 9111 §4.2.3, §5.1).
+        if (f != http::field::unknown) res.insert(f, value);
         else res.insert(field, value);
       }
       if (hit) res.set(http::field::age, std::to_string(age));
@@ -501,7 +503,7 @@ private:
       } else {
         params = params_in;
       }
-      res.set("Cache-Status", detail::cache_status(detail::sv(res["Cache-Status"]), name, params));
+      res.set("Cache-Status", detail::cache_status(res["Cache-Status"], name, params));
       res.version(req.version());
       res.keep_alive(req.keep_alive());
       b.prepare_response(res.base(), e->tags);

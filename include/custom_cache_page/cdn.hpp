@@ -1,5 +1,5 @@
 // Opt-in umbrella for the CDN backends (link custom_cache_page::cdn, which
-// adds OpenSSL's libssl and compiles Boost.JSON into the executable):
+// adds OpenSSL's libssl and Debian's compiled Boost.JSON):
 //
 //   #include <custom_cache_page/cdn.hpp>
 //   ccp::enable_cdn();                                     // once, at start-up

@@ -20,8 +20,12 @@
 //   every error this file throws.
 // - A composite with OPTIONS "backends" (or "members"): a list whose items
 //   are names of other BACKENDS (the same object is shared, not copied),
-//   names registered in the registry before, URLs, or schemes; "read" and
-//   "versions" are member indexes (see composite_backend.hpp).
+//   names registered in the registry before, URLs, or schemes; "read" (or
+//   the Python package's "read_from") and "versions" are member indexes
+//   (see composite_backend.hpp); an index out of range is an error here,
+//   where the Python package would answer every lookup with a miss.
+// - A backend without BACKEND is an in-memory store, as the Python
+//   package's default ("django", the process's default cache).
 // - DEFAULT_BACKEND names the default; without it the registry's rules
 //   apply (a backend named "default", else an in-memory one).
 //
@@ -30,10 +34,7 @@
 // unknown_backend for an unknown scheme) naming the backend and the key:
 //   CUSTOM_CACHE_PAGE: backend 'main', key 'OPTIONS.backends[1]': ...
 //
-// Boost.JSON has a compiled part that Debian does not ship as a library:
-// link custom_cache_page::cdn, which compiles <boost/json/src.hpp> once per
-// executable, when using this header (or compile that file yourself in
-// exactly one translation unit).
+// Link custom_cache_page::cdn, which links Boost.JSON (Boost::json).
 #pragma once
 
 #include <custom_cache_page/backends/composite_backend.hpp>
@@ -69,9 +70,11 @@ public:
   void apply() {
     for (auto const& [key, value] : config_)
       if (key != "DEFAULT_BACKEND" && key != "BACKENDS") fail({}, key, "unknown key; expected DEFAULT_BACKEND and BACKENDS");
+    // As the Python package: {} is valid, and a missing BACKENDS is empty.
+    static boost::json::object const none;
     auto const* backends = config_.if_contains("BACKENDS");
-    if (backends == nullptr || !backends->is_object()) fail({}, "BACKENDS", "must be an object of backends by name");
-    backends_ = &backends->get_object();
+    if (backends != nullptr && !backends->is_object()) fail({}, "BACKENDS", "must be an object of backends by name");
+    backends_ = backends != nullptr ? &backends->get_object() : &none;
 
     std::string default_name;
     if (auto const* d = config_.if_contains("DEFAULT_BACKEND")) {
@@ -139,10 +142,11 @@ private:
     auto const& spec = spec_value.get_object();
     for (auto const& [key, value] : spec)
       if (key != "BACKEND" && key != "OPTIONS") fail(name, key, "unknown key; expected BACKEND and OPTIONS");
+    // Without BACKEND, the default store, as the Python package's "django".
     auto const* backend_value = spec.if_contains("BACKEND");
-    if (backend_value == nullptr || !backend_value->is_string() || backend_value->get_string().empty())
+    if (backend_value != nullptr && (!backend_value->is_string() || backend_value->get_string().empty()))
       fail(name, "BACKEND", "must be a scheme (\"memory\") or a URL (\"varnish://127.0.0.1:6081\")");
-    std::string url(backend_value->get_string());
+    std::string url(backend_value != nullptr ? std::string_view(backend_value->get_string()) : "memory");
     if (url.find("://") == std::string::npos) url += "://";
     auto parsed = boost::urls::parse_uri(url);
     if (!parsed) fail(name, "BACKEND", "is not a URL");
@@ -197,7 +201,7 @@ private:
     };
     for (auto const& [key_view, value] : options) {
       std::string const key = "OPTIONS." + std::string(key_view);
-      if (key_view == "read") {
+      if (key_view == "read" || key_view == "read_from") { // read_from: the Python package's name
         o.read = index(key, value);
       } else if (key_view == "versions") {
         o.versions = index(key, value);
@@ -210,7 +214,7 @@ private:
           members.push_back(member(name, item_key, std::string(item.get_string())));
         }
       } else {
-        fail(name, key, "unknown composite option; expected backends, read, versions");
+        fail(name, key, "unknown composite option; expected backends, read (or read_from), versions");
       }
     }
     try {

@@ -58,7 +58,7 @@ struct cached_response {
 
   std::string_view header(std::string_view name) const {
     for (auto const& [n, v] : headers)
-      if (boost::beast::iequals(n, boost::beast::string_view(name.data(), name.size()))) return v;
+      if (boost::beast::iequals(n, name)) return v;
     return {};
   }
 

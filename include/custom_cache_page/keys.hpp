@@ -9,8 +9,14 @@
 
 #include <custom_cache_page/detail/digest.hpp>
 #include <custom_cache_page/request_view.hpp>
+#include <custom_cache_page/tags.hpp>
+
+#include <boost/beast/core/string.hpp>
+#include <boost/url/encode.hpp>
+#include <boost/url/grammar/lut_chars.hpp>
 
 #include <algorithm>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,28 +25,17 @@ namespace custom_cache_page {
 
 namespace detail {
 
-// Appends `s` with '%' and every character of `specials` percent-encoded;
-// copies the runs between them whole.
-inline void append_escaped(std::string& out, std::string_view s, std::string_view specials) {
-  static constexpr char digits[] = "0123456789ABCDEF";
-  while (!s.empty()) {
-    std::size_t run = 0;
-    while (run < s.size() && s[run] != '%' && specials.find(s[run]) == std::string_view::npos) ++run;
-    out.append(s.data(), run);
-    if (run == s.size()) return;
-    auto u = static_cast<unsigned char>(s[run]);
-    char escaped[3] = {'%', digits[u >> 4], digits[u & 0x0f]};
-    out.append(escaped, 3);
-    s.remove_prefix(run + 1);
-  }
-}
+// What a key keeps as is: everything but '%' and the bytes that separate
+// its parts (':' '&' between parameters, '?' in the path).
+inline constexpr boost::urls::grammar::lut_chars query_key_chars = ~boost::urls::grammar::lut_chars("%:&");
+inline constexpr boost::urls::grammar::lut_chars path_key_chars = ~boost::urls::grammar::lut_chars("%?");
 
-inline bool iless(std::string_view a, std::string_view b) {
-  return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    auto lx = static_cast<unsigned char>(x >= 'A' && x <= 'Z' ? x + 32 : x);
-    auto ly = static_cast<unsigned char>(y >= 'A' && y <= 'Z' ? y + 32 : y);
-    return lx < ly;
-  });
+// Appends `s`, percent-encoding what `kept` does not hold.
+inline void append_escaped(std::string& out, std::string_view s, boost::urls::grammar::lut_chars const& kept) {
+  auto const at = out.size();
+  auto const n = boost::urls::encoded_size(s, kept);
+  out.resize(at + n);
+  boost::urls::encode(out.data() + at, n, s, kept);
 }
 
 inline bool needs_decoding(std::string_view s) {
@@ -77,15 +72,15 @@ inline std::string canonical_query(request_view const& r) {
       params.push_back({decoded[decoded.size() - 2], decoded.back(), p.has_value});
     }
   }
-  std::stable_sort(params.begin(), params.end(), [](param const& a, param const& b) { return iless(a.key, b.key); });
+  std::stable_sort(params.begin(), params.end(), [](param const& a, param const& b) { return boost::beast::iless{}(a.key, b.key); });
   std::string out;
   out.reserve(encoded.size() + 8);
   for (std::size_t i = 0; i < params.size(); ++i) {
     if (i > 0) out += '&';
-    append_escaped(out, params[i].key, ":&");
+    append_escaped(out, params[i].key, query_key_chars);
     if (params[i].has_value) {
       out += ':';
-      append_escaped(out, params[i].value, ":&");
+      append_escaped(out, params[i].value, query_key_chars);
     }
   }
   return out;
@@ -97,8 +92,8 @@ inline std::string canonical_query(request_view const& r) {
 inline std::string generate_cache_key(request_view const& r) {
   std::string key;
   auto path = r.path();
-  if (detail::needs_decoding(path)) detail::append_escaped(key, r.decoded_path(), "?");
-  else detail::append_escaped(key, path, "?");
+  if (detail::needs_decoding(path)) detail::append_escaped(key, r.decoded_path(), detail::path_key_chars);
+  else detail::append_escaped(key, path, detail::path_key_chars);
   if (r.has_query_string()) {
     key += '?';
     key += detail::canonical_query(r);
@@ -113,12 +108,25 @@ inline std::string generate_query_params_cache_key(request_view const& r) { retu
 // stored keys use SHA-256).
 inline std::string hash_key(std::string_view key) { return detail::md5_hex(key); }
 
-// The key a backend stores under: SHA-256 of the prefix (length-delimited,
-// so prefix and key cannot trade characters) and the key.
-inline std::string storage_key(std::string_view prefix, std::string_view key) {
+// The key a backend stores under: SHA-256 of the prefix, the names of the
+// request's versioned tags and the key, each length-delimited so that no
+// two of them can trade characters. The versioned names are in it as the
+// Python package has them in its keys: `versioned([](request_view r) {
+// return "store:" + ...; })` gives each store its own entry. Their versions
+// are not: entries record them and lookups compare them.
+inline std::string storage_key(std::string_view prefix, std::string_view key, std::span<resolved_tag const> tags = {}) {
+  std::string versioned;
+  for (auto const& t : tags) {
+    if (!t.versioned) continue;
+    if (!versioned.empty()) versioned += ' '; // never inside a normalised name
+    versioned += t.name;
+  }
   std::string material = std::to_string(prefix.size());
   material += ':';
   material += prefix;
+  material += std::to_string(versioned.size());
+  material += ':';
+  material += versioned;
   material += key;
   return detail::sha256_hex(material);
 }

@@ -21,7 +21,7 @@ public:
   request_view(http::request_header<> const& header) : header_(&header) { // NOLINT: implicit by design
     // Origin-form ("/path?query", RFC 9112 §3.2.1) or absolute-form (to a
     // proxy). Not a URI reference: "//host/x" is a path here, not an authority.
-    std::string_view target(header.target().data(), header.target().size());
+    std::string_view const target = header.target();
     auto parsed = target.starts_with('/') ? boost::urls::parse_origin_form(target)
                                           : boost::urls::parse_absolute_uri(target);
     if (parsed) {
@@ -31,8 +31,8 @@ public:
   }
 
   http::verb method() const { return header_->method(); }
-  std::string_view method_string() const { return sv(header_->method_string()); }
-  std::string_view target() const { return sv(header_->target()); }
+  std::string_view method_string() const { return header_->method_string(); }
+  std::string_view target() const { return header_->target(); }
 
   // False when the target is not a URI reference; such requests bypass the cache.
   bool valid() const { return valid_; }
@@ -46,29 +46,24 @@ public:
   bool has_query_string() const { return valid_ && url_.has_query(); }
   std::string_view encoded_query() const { return valid_ ? std::string_view(url_.encoded_query()) : std::string_view{}; }
   bool has_query(std::string_view name) const { return valid_ && url_.params().contains(name); }
-  // The first value of `name`, decoded; empty when absent.
+  // The last value of `name`, decoded, as Django's request.GET.get; empty
+  // when absent.
   std::string query(std::string_view name) const {
     if (!valid_) return {};
     auto params = url_.params();
-    auto it = params.find(name);
+    auto it = params.find_last(name);
     if (it == params.end()) return {};
     return (*it).value;
   }
 
-  std::string_view header(http::field f) const { return sv((*header_)[f]); }
-  std::string_view header(std::string_view name) const {
-    return sv((*header_)[boost::beast::string_view(name.data(), name.size())]);
-  }
+  std::string_view header(http::field f) const { return (*header_)[f]; }
+  std::string_view header(std::string_view name) const { return (*header_)[name]; }
   bool has(http::field f) const { return header_->find(f) != header_->end(); }
-  bool has(std::string_view name) const {
-    return header_->find(boost::beast::string_view(name.data(), name.size())) != header_->end();
-  }
+  bool has(std::string_view name) const { return header_->find(name) != header_->end(); }
 
   http::request_header<> const& fields() const { return *header_; }
 
 private:
-  static std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
-
   http::request_header<> const* header_;
   boost::urls::url_view url_;
   bool valid_ = false;

@@ -297,7 +297,7 @@ TEST_CASE("a product page carries the tag of its product", "[e2e]") {
     CHECK(cache_status_has(server.get(url), "stored"));
     CHECK(cache_status_has(server.get(url), "hit"));
   }
-  auto const done = server.post("/invalidate?tag=product-5");
+  auto const done = server.post("/invalidate?tag=model-product-5");
   CHECK(done.result() == http::status::ok);
   CHECK(done.body().find("\"entries_removed\":1") != std::string::npos);
   CHECK(cache_status_has(server.get("/products/5"), "fwd=miss"));

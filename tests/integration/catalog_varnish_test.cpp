@@ -120,7 +120,7 @@ TEST_CASE("Varnish in front of catalog_server: hits, purges by tag, soft purges"
   auto const direct = server.get("/products/5");
   REQUIRE(direct.result() == http::status::ok);
   INFO("origin xkey: " << field(direct, "xkey"));
-  CHECK(field(direct, "xkey").find("product-5") != std::string::npos);
+  CHECK(field(direct, "xkey").find("model-product-5") != std::string::npos);
   CHECK(field(direct, "xkey").find("category-garden") != std::string::npos);
 
   auto const before = server.requests();
@@ -158,7 +158,7 @@ TEST_CASE("Varnish in front of catalog_server: hits, purges by tag, soft purges"
   CHECK(after_write - cached == 2);
 
   // A soft purge serves the stale object once while Varnish refetches.
-  CHECK(varnish.purge("product-6", /*soft=*/true).starts_with("HTTP/1.1 200 Purged 1"));
+  CHECK(varnish.purge("model-product-6", /*soft=*/true).starts_with("HTTP/1.1 200 Purged 1"));
   auto const stale = via_varnish("/products/6");
   CHECK(stale.result() == http::status::ok);
   CHECK(varnish_hit(stale)); // from grace, not from the origin
@@ -174,7 +174,7 @@ TEST_CASE("Varnish in front of catalog_server: hits, purges by tag, soft purges"
   CHECK(server.requests() - after_write == 1);
 
   // A purge of a tag nothing carries.
-  CHECK(varnish.purge("product-999").starts_with("HTTP/1.1 200 Purged 0"));
+  CHECK(varnish.purge("model-product-999").starts_with("HTTP/1.1 200 Purged 0"));
   CHECK(varnish_hit(via_varnish("/products/5")));
 }
 
@@ -188,7 +188,7 @@ TEST_CASE("a Varnish that cannot be reached fails the write's invalidation, not 
   auto const put = server.put("/products/5", "Renamed rake");
   CHECK(put.result() == http::status::internal_server_error);
   INFO(put.body());
-  CHECK(put.body().find("product-5") != std::string::npos);
+  CHECK(put.body().find("model-product-5") != std::string::npos);
   CHECK(put.body().find("'varnish'") != std::string::npos);
   // The memory member was invalidated all the same.
   CHECK(server.get("/products/5").body().find("Renamed rake") != std::string::npos);

@@ -434,6 +434,15 @@ TEST_CASE("redis_backend: the index key expires when its last member does", "[re
   CHECK_FALSE(exists(ctx.get(), b.index_key("p")));
 }
 
+TEST_CASE("redis_surrogate_index needs a client or a URL, as Python's RedisSurrogateIndex", "[redis][index][python]") {
+  static_assert(!std::is_default_constructible_v<ccp::redis_surrogate_index>); // Python: ValueError
+  CHECK_THROWS_AS(ccp::redis_surrogate_index(std::shared_ptr<ccp::detail::redis_client>()), ccp::cache_error);
+  auto const o = options_for("index-url");
+  ccp::redis_surrogate_index index("redis://" + o.host + ":" + std::to_string(o.port) + "/0?prefix=" + o.prefix);
+  index.add("t", "k1", std::chrono::system_clock::now() + 60s);
+  CHECK(index.take("t") == std::vector<std::string>{"k1"});
+}
+
 TEST_CASE("redis_surrogate_index: the sorted-set index on its own", "[redis][index]") {
   static_assert(ccp::surrogate_index<ccp::redis_surrogate_index>);
   auto const o = options_for("index-alone");

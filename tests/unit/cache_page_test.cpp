@@ -86,14 +86,18 @@ TEST_CASE("hits send the stored body bytes without copying them", "[cache_page]"
   CHECK(a.buffer_addresses.back() == b.buffer_addresses.back());
 }
 
-TEST_CASE("hits count max-age down and carry Age", "[cache_page]") {
+TEST_CASE("hits carry Age and the stored max-age unchanged (RFC 9111 4.2.3, 5.1)", "[cache_page][rfc9111]") {
+  // A downstream cache computes current_age from Age and compares it with
+  // max-age: counting max-age down as well would age the copy twice.
   harness h;
+  h.respond = [](auto const&, auto& res, auto&) { res.set(http::field::cache_control, "public, s-maxage=50"); };
   auto cached = h.wrap({.timeout = 100s});
-  get(cached, "/p");
+  auto const fill = get(cached, "/p");
   std::this_thread::sleep_for(1100ms);
   auto hit = get(cached, "/p");
   CHECK(hit.header("Age") == "1");
-  CHECK(hit.header("Cache-Control") == "max-age=99");
+  CHECK(hit.header("Cache-Control") == fill.header("Cache-Control"));
+  CHECK(hit.header("Cache-Control") == "public, s-maxage=50, max-age=100");
   CHECK_THAT(hit.cache_status(), Catch::EndsWith("hit; ttl=99"));
 }
 
@@ -300,6 +304,27 @@ TEST_CASE("plain and versioned tags both invalidate (the seed skipped plain tags
   get(cached, "/list?cat=games");
   h.backend->invalidate_tag("category-books");
   CHECK_THAT(get(cached, "/list?cat=games").cache_status(), Catch::Contains("hit"));
+}
+
+TEST_CASE("a versioned tag named from the request gives each name its own entry, as in Python", "[cache_page][python]") {
+  // Python: versioned(lambda r: f"store:{r.store.id}") puts the resolved name
+  // in the key. The key function sees only the path, so without the name in
+  // the key the two stores' pages would replace each other.
+  harness h;
+  auto cached = h.wrap({.key_func = [](ccp::request_view r) { return std::string(r.path()); },
+                        .tags = {ccp::versioned([](ccp::request_view r) { return "store:" + std::string(r.header("X-Store")); })}});
+  auto const from_store = [&](char const* store) { return get(cached, "/catalog", {{"X-Store", store}}); };
+  auto const one = from_store("1");
+  auto const two = from_store("2");
+  CHECK(from_store("1").body() == one.body());
+  CHECK(from_store("2").body() == two.body());
+  CHECK(*h.calls == 2);
+  CHECK(one.body() != two.body());
+  // Invalidating one store's tag leaves the other's entry alone.
+  h.backend->invalidate_tag("store:1");
+  CHECK_THAT(from_store("2").cache_status(), Catch::Contains("hit"));
+  CHECK_THAT(from_store("1").cache_status(), Catch::Contains("fwd=miss"));
+  CHECK(*h.calls == 3);
 }
 
 TEST_CASE("an invalidation while the handler runs keeps its response out of the cache", "[cache_page]") {

@@ -292,14 +292,6 @@ TEST_CASE("with_max_age patches Cache-Control as Django does", "[http]") {
   CHECK(d::with_max_age("", -5, true) == "max-age=0");
 }
 
-TEST_CASE("counted_down lowers the stored max-age by the age", "[http]") {
-  CHECK(d::counted_down("public, max-age=600", 0) == "public, max-age=600");
-  CHECK(d::counted_down("public, max-age=600", 100) == "public, max-age=500");
-  CHECK(d::counted_down("max-age=600, must-revalidate", 700) == "max-age=0, must-revalidate");
-  CHECK(d::counted_down("max-age=\"600\"", 1) == "max-age=599");
-  CHECK(d::counted_down("max-age=abc", 5) == "max-age=abc"); // not a number: left alone
-}
-
 TEST_CASE("cache_status appends a member", "[http]") {
   CHECK(d::cache_status("", "ccp", "hit; ttl=10") == "ccp; hit; ttl=10");
   CHECK(d::cache_status("  ", "ccp", "fwd=miss") == "ccp; fwd=miss");

@@ -35,11 +35,13 @@ struct stampede {
   std::chrono::milliseconds delay = 100ms;
   std::function<void(int call, http::request<http::string_body> const&, http::response<http::string_body>&)> respond =
       [](int, auto const&, auto&) {};
+  std::vector<ccp::tag> tags; // the wrapped handler's: versioned names are part of its keys
 
   auto wrap(ccp::cache_options o = {}) {
     o.backend = backend;
     o.statistics = counters;
     if (o.tags.empty()) o.tags = {"t"};
+    tags = o.tags;
     return ccp::cache_page(std::move(o), [this](http::request<http::string_body> const& req) {
       int const n = ++*calls;
       std::this_thread::sleep_for(delay);
@@ -56,7 +58,7 @@ struct stampede {
   void age(std::string const& target, std::chrono::milliseconds ago) {
     auto req = make_request(http::verb::get, target);
     ccp::request_view view(req);
-    auto key = ccp::storage_key("", ccp::generate_cache_key(view));
+    auto key = ccp::storage_key("", ccp::generate_cache_key(view), ccp::resolve_tags(tags, view));
     auto found = backend->lookup(key, {});
     REQUIRE(found.entry);
     auto copy = std::make_shared<ccp::cached_response>(*found.entry);

@@ -32,17 +32,23 @@ bool printable(std::string const& s) {
   });
 }
 
-// The documented rule, written independently of the implementation.
+// The documented rule, written independently of the implementation: Python's
+// key.strip().replace(" ", "-"), then control bytes removed and bytes
+// outside ASCII percent-encoded.
 std::string expected_normalized(std::string_view raw) {
+  auto const space = [](char c) { return std::string_view(" \t\n\v\f\r\x1c\x1d\x1e\x1f").find(c) != std::string_view::npos; };
+  while (!raw.empty() && space(raw.front())) raw.remove_prefix(1);
+  while (!raw.empty() && space(raw.back())) raw.remove_suffix(1);
   std::string out;
   char buf[4];
   for (char c : raw) {
     auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7f) continue;
-    if (u >= 0x80) {
+    if (u == 0x20) {
+      out += '-';
+    } else if (u >= 0x80) {
       std::snprintf(buf, sizeof buf, "%%%02X", u);
       out += buf;
-    } else {
+    } else if (u > 0x20 && u != 0x7f) {
       out += c;
     }
   }
@@ -62,9 +68,15 @@ ccp::resolved_tag const* find(std::vector<ccp::resolved_tag> const& tags, std::s
 
 } // namespace
 
-TEST_CASE("normalize_surrogate keeps printable ASCII and drops whitespace and controls", "[surrogates]") {
+TEST_CASE("normalize_surrogate follows the Python package, then drops controls", "[surrogates][python]") {
+  // Python: SurrogateKeySet._normalize_key.
   CHECK(ccp::normalize_surrogate("product-42") == "product-42");
-  CHECK(ccp::normalize_surrogate(" a b\tc\r\nd ") == "abcd");
+  CHECK(ccp::normalize_surrogate("key with spaces") == "key-with-spaces");
+  CHECK(ccp::normalize_surrogate("  padded  ") == "padded");
+  CHECK(ccp::normalize_surrogate("a  b") == "a--b");
+  CHECK(ccp::normalize_surrogate("a b") != ccp::normalize_surrogate("ab"));
+  // Our safety on top: no control byte survives (Python keeps the inner tab).
+  CHECK(ccp::normalize_surrogate(" a b\tc\r\nd ") == "a-bcd");
   CHECK(ccp::normalize_surrogate(std::string("a\0b\x7f" "c\x01\x1f", 7)) == "abc");
   CHECK(ccp::normalize_surrogate("caf\xC3\xA9") == "caf%C3%A9");
   CHECK(ccp::normalize_surrogate("").empty());
@@ -78,7 +90,7 @@ TEST_CASE("normalize_surrogate maps every byte value to printable ASCII", "[surr
     INFO("byte " << b);
     CHECK(printable(out));
     CHECK(out == expected_normalized(raw));
-    if (b <= 0x20 || b == 0x7f) CHECK(out.empty());
+    if (b < 0x20 || b == 0x7f || b == 0x20) CHECK(out.empty());
     else if (b >= 0x80) CHECK(out.size() == 3);
     else CHECK(out == raw);
   }
@@ -106,18 +118,24 @@ TEST_CASE("surrogate_from_path joins path segments", "[surrogates]") {
   CHECK(tag_of("/api/products") == "path-api-products");
   CHECK(tag_of("/") == "path-root");
   CHECK(tag_of("/api/products?page=2") == "path-api-products");
-  CHECK(tag_of("/caf%C3%A9/a%20b") == "path-caf%C3%A9-ab");
+  CHECK(tag_of("/caf%C3%A9/a%20b") == "path-caf%C3%A9-a-b");
+  // Python: request.path.strip("/").replace("/", "-") or "root".
+  CHECK(tag_of("/api/products/123/") == "path-api-products-123");
+  CHECK(tag_of("//a//b//") == "path-a--b");
+  CHECK(tag_of("///") == "path-root");
 }
 
 TEST_CASE("surrogate_from_view and surrogate_from_model", "[surrogates]") {
   CHECK(ccp::surrogate_from_view("product_list") == "view-product_list");
-  CHECK(ccp::surrogate_from_view("a b\r\n") == "view-ab");
-  CHECK(ccp::surrogate_from_model("Product", 7) == "product-7");
-  CHECK(ccp::surrogate_from_model("Product", 7ull) == "product-7");
-  CHECK(ccp::surrogate_from_model("OrderItem", -3) == "orderitem--3");
-  CHECK(ccp::surrogate_from_model("Product", std::string("sku-AB12")) == "product-sku-AB12");
-  CHECK(ccp::surrogate_from_model("Product", std::string_view("x")) == "product-x");
-  CHECK(ccp::surrogate_from_model("Product", "with space") == "product-withspace");
+  CHECK(ccp::surrogate_from_view("product_detail") == "view-product_detail");
+  CHECK(ccp::surrogate_from_view("a b\r\n") == "view-a-b");
+  CHECK(ccp::surrogate_from_model("Product", 123) == "model-product-123");
+  CHECK(ccp::surrogate_from_model("Product") == "model-product");
+  CHECK(ccp::surrogate_from_model("Product", 7ull) == "model-product-7");
+  CHECK(ccp::surrogate_from_model("OrderItem", -3) == "model-orderitem--3");
+  CHECK(ccp::surrogate_from_model("Product", std::string("sku-AB12")) == "model-product-sku-AB12");
+  CHECK(ccp::surrogate_from_model("Product", std::string_view("x")) == "model-product-x");
+  CHECK(ccp::surrogate_from_model("Product", "with space") == "model-product-with-space");
 }
 
 TEST_CASE("surrogate_from_user tags a known user and nothing for anonymous", "[surrogates]") {
@@ -142,13 +160,20 @@ TEST_CASE("surrogate_from_user tags a known user and nothing for anonymous", "[s
   CHECK(ccp::resolve_tags(tags, ccp::request_view(anonymous)).empty());
 }
 
-TEST_CASE("surrogate_from_query_params is sorted, unique and restricted to names", "[surrogates]") {
-  auto h = make_header("/x?b=2&a=1&a=1&c=x%20y");
+TEST_CASE("surrogate_from_query_params follows the request's order, skipping empty values", "[surrogates][python]") {
+  // Python: ?category=shoes&brand=nike -> ["param-category-shoes", "param-brand-nike"].
+  auto shoes = make_header("/x?category=shoes&brand=nike");
+  CHECK(ccp::surrogate_from_query_params(ccp::request_view(shoes)) ==
+        std::vector<std::string>{"param-category-shoes", "param-brand-nike"});
+
+  // Each name once, where it first appears, with its last value (QueryDict.get);
+  // empty values give no tag.
+  auto h = make_header("/x?b=2&a=1&e=&a=3&c=x%20y&f");
   ccp::request_view r(h);
-  CHECK(ccp::surrogate_from_query_params(r) ==
-        std::vector<std::string>{"query-a-1", "query-b-2", "query-c-xy"});
-  CHECK(ccp::surrogate_from_query_params(r, {"a", "c"}) == std::vector<std::string>{"query-a-1", "query-c-xy"});
-  CHECK(ccp::surrogate_from_query_params(r, {"zzz"}).empty());
+  CHECK(ccp::surrogate_from_query_params(r) == std::vector<std::string>{"param-b-2", "param-a-3", "param-c-x-y"});
+  // Only the names given, in that list's order; an empty list gives none.
+  CHECK(ccp::surrogate_from_query_params(r, {"c", "a", "e", "zzz"}) == std::vector<std::string>{"param-c-x-y", "param-a-3"});
+  CHECK(ccp::surrogate_from_query_params(r, {}).empty());
 
   auto none = make_header("/x");
   CHECK(ccp::surrogate_from_query_params(ccp::request_view(none)).empty());
@@ -163,24 +188,34 @@ TEST_CASE("surrogate_key_set dedupes, drops empty keys and joins for a header", 
   CHECK(set.add("c"));
   CHECK_FALSE(set.add("c"));
   CHECK_FALSE(set.add("\r\n"));
-  CHECK(set.header_value() == "b a c");
-  CHECK(set.header_value(", ") == "b, a, c");
+  CHECK(set.to_header() == "b a c");
 
   ccp::surrogate_key_set other;
   CHECK(other.empty());
-  CHECK(other.header_value().empty());
+  CHECK(other.to_header().empty());
   other.add_all(std::vector<std::string>{"x", "y", "x"});
-  CHECK(other.header_value() == "x y");
+  CHECK(other.to_header() == "x y");
+}
+
+TEST_CASE("surrogate_key_set matches Python's SurrogateKeySet, from_header included", "[surrogates][python]") {
+  ccp::surrogate_key_set set{"key with spaces", " products ", "a b", "ab", "products"};
+  CHECK(set.keys() == std::vector<std::string>{"key-with-spaces", "products", "a-b", "ab"});
+  CHECK(set.to_header() == "key-with-spaces products a-b ab");
+
+  CHECK(ccp::surrogate_key_set::from_header("a b c").keys() == std::vector<std::string>{"a", "b", "c"});
+  CHECK(ccp::surrogate_key_set::from_header("  a\t b  a ").keys() == std::vector<std::string>{"a", "b"});
+  CHECK(ccp::surrogate_key_set::from_header("").empty());
+  CHECK(ccp::surrogate_key_set::from_header(set.to_header()).keys() == set.keys());
 }
 
 TEST_CASE("a header-injection attempt in a surrogate key becomes harmless", "[surrogates]") {
   ccp::surrogate_key_set set;
   set.add("a\r\nX-Evil: 1");
-  std::string value = set.header_value();
+  std::string value = set.to_header();
   CHECK(value.find('\r') == std::string::npos);
   CHECK(value.find('\n') == std::string::npos);
   CHECK(value.find(' ') == std::string::npos); // one key stays one key
-  CHECK(value == "aX-Evil:1");
+  CHECK(value == "aX-Evil:-1");
   CHECK(set.size() == 1);
 }
 
@@ -219,7 +254,7 @@ TEST_CASE("resolve_tags normalises names, drops empty ones and merges duplicates
       " \r\n",
       [](ccp::request_view const&) { return std::vector<std::string>{"ab", "", "c", "c"}; },
   };
-  CHECK(names(ccp::resolve_tags(tags, r)) == std::vector<std::string>{"ab", "c"});
+  CHECK(names(ccp::resolve_tags(tags, r)) == std::vector<std::string>{"a-b", "ab", "c"});
 }
 
 TEST_CASE("a name versioned anywhere is versioned, with the longest counter lifetime", "[tags]") {

@@ -15,6 +15,8 @@
 #include <custom_cache_page/surrogates.hpp>
 
 #include <boost/beast/http/fields.hpp>
+#include <boost/url/encode.hpp>
+#include <boost/url/grammar/lut_chars.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -55,19 +57,11 @@ namespace detail {
 inline std::string cdn_tag(std::string_view tag, cdn_tag_syntax const& syntax, bool& hashed) {
   std::string normal = normalize_surrogate(tag);
   if (!syntax.reserved.empty() && normal.find_first_of(syntax.reserved) != std::string::npos) {
-    static constexpr char digits[] = "0123456789ABCDEF";
-    std::string encoded;
-    for (char c : normal) {
-      if (syntax.reserved.find(c) == std::string_view::npos) {
-        encoded += c;
-        continue;
-      }
-      auto u = static_cast<unsigned char>(c);
-      encoded += '%';
-      encoded += digits[u >> 4];
-      encoded += digits[u & 0x0f];
-    }
-    normal = std::move(encoded);
+    // Boost.URL encodes '%' as well. A tag without a reserved byte is sent
+    // as it is, so "a,b" and a literal "a%2Cb" share a CDN key: purging one
+    // purges both, which costs a refetch and never leaves a copy behind.
+    auto const reserved = boost::urls::grammar::lut_chars(std::string(syntax.reserved).c_str()) + '%';
+    normal = boost::urls::encode(normal, printable_ascii - reserved);
   }
   hashed = normal.size() > syntax.max_tag_bytes;
   if (!hashed) return normal;

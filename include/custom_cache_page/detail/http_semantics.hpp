@@ -8,6 +8,7 @@
 #include <custom_cache_page/stats.hpp>
 
 #include <boost/beast/core/string.hpp>
+#include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/verb.hpp>
@@ -29,9 +30,8 @@ namespace custom_cache_page::detail {
 
 namespace beast = boost::beast;
 
-inline std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
 inline bool iequals(std::string_view a, std::string_view b) {
-  return beast::iequals(beast::string_view(a.data(), a.size()), beast::string_view(b.data(), b.size()));
+  return beast::iequals(a, b);
 }
 inline std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -102,12 +102,12 @@ inline std::optional<not_stored_reason> not_storable(http::response_header<> con
     return not_stored_reason::status;
   if (res.find(http::field::set_cookie) != res.end()) return not_stored_reason::set_cookie;
   for (auto const& f : all_of_field(res, http::field::cache_control)) {
-    if (cache_directive(sv(f.value()), "no-store")) return not_stored_reason::no_store;
-    if (cache_directive(sv(f.value()), "private")) return not_stored_reason::private_response;
+    if (cache_directive(f.value(), "no-store")) return not_stored_reason::no_store;
+    if (cache_directive(f.value(), "private")) return not_stored_reason::private_response;
   }
   for (auto const& f : all_of_field(res, http::field::vary)) {
     bool star = false;
-    for_each_list_item(sv(f.value()), [&](std::string_view item) { star = star || item == "*"; });
+    for_each_list_item(f.value(), [&](std::string_view item) { star = star || item == "*"; });
     if (star) return not_stored_reason::vary_star;
   }
   if (body_size > o.max_body_size) return not_stored_reason::too_large;
@@ -139,7 +139,7 @@ inline bool stored_field(http::response_header<> const& res, http::field f, std:
   }
   bool listed = false;
   for (auto const& c : all_of_field(res, http::field::connection))
-    for_each_list_item(sv(c.value()), [&](std::string_view item) { listed = listed || iequals(item, name); });
+    for (auto const item : http::token_list(c.value())) listed = listed || iequals(item, name);
   return !listed;
 }
 
@@ -147,18 +147,18 @@ inline bool stored_field(http::response_header<> const& res, http::field f, std:
 inline std::vector<std::string> vary_fields(http::response_header<> const& res) {
   std::vector<std::string> out;
   for (auto const& f : all_of_field(res, http::field::vary))
-    for_each_list_item(sv(f.value()), [&](std::string_view item) {
+    for (auto const item : http::token_list(f.value())) {
       std::string name(item);
       for (auto& c : name) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
       if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(std::move(name));
-    });
+    }
   return out;
 }
 
 // Every value of the request field `name`, joined as one list.
 inline std::string joined_field_values(http::request_header<> const& req, std::string const& name) {
   std::string value;
-  for (auto const& f : all_of_field(req, beast::string_view(name.data(), name.size()))) {
+  for (auto const& f : all_of_field(req, name)) {
     if (!value.empty()) value += ", ";
     value.append(f.value().data(), f.value().size());
   }
@@ -213,7 +213,7 @@ inline staleness judge(cached_response const& e, bool soft_purged, cached_respon
 inline std::chrono::seconds stale_window(http::response_header<> const& res, std::string_view directive,
                                          std::chrono::seconds configured) {
   for (auto const& f : all_of_field(res, http::field::cache_control)) {
-    auto arg = cache_directive(sv(f.value()), directive);
+    auto arg = cache_directive(f.value(), directive);
     long long n = 0;
     if (arg && std::from_chars(arg->data(), arg->data() + arg->size(), n).ec == std::errc{} && n >= 0)
       return std::chrono::seconds(n);
@@ -250,11 +250,11 @@ inline bool etag_matches(std::string_view if_none_match, std::string_view etag) 
 // takes precedence over If-Modified-Since (RFC 9110 §13.2.2).
 inline bool not_modified(http::request_header<> const& req, cached_response const& e) {
   auto inm = req.find(http::field::if_none_match);
-  if (inm != req.end()) return etag_matches(sv(inm->value()), e.header("ETag"));
+  if (inm != req.end()) return etag_matches(inm->value(), e.header("ETag"));
   auto ims = req.find(http::field::if_modified_since);
   auto last_modified = e.header("Last-Modified");
   if (ims == req.end() || last_modified.empty()) return false;
-  auto since = parse_http_date(sv(ims->value()));
+  auto since = parse_http_date(ims->value());
   auto modified = parse_http_date(last_modified);
   return since && modified && *modified <= *since;
 }
@@ -283,31 +283,6 @@ inline std::string with_max_age(std::string_view cache_control, long long max_ag
   return out;
 }
 
-// The Cache-Control of a hit `age` seconds old: the stored max-age counted
-// down, other directives kept. Stored values come from with_max_age, so
-// max-age is found by a plain search and only its number is rewritten.
-inline std::string counted_down(std::string_view cache_control, long long age) {
-  auto at = cache_control.rfind("max-age="); // with_max_age puts it last
-  if (at == std::string_view::npos) return std::string(cache_control);
-  auto digits_at = at + 8;
-  long long stored = 0;
-  auto [end, ec] = std::from_chars(cache_control.data() + digits_at, cache_control.data() + cache_control.size(), stored);
-  if (ec != std::errc{}) {
-    // Not in with_max_age's form (quoted, say): the general way.
-    auto arg = cache_directive(cache_control, "max-age");
-    if (!arg || std::from_chars(arg->data(), arg->data() + arg->size(), stored).ec != std::errc{})
-      return std::string(cache_control);
-    return with_max_age(cache_control, stored - age, false);
-  }
-  char number[24];
-  auto [number_end, ec2] = std::to_chars(number, number + sizeof number, std::max(0LL, stored - age));
-  std::string out;
-  out.reserve(cache_control.size() + 4);
-  out.append(cache_control.substr(0, digits_at));
-  out.append(number, number_end);
-  out.append(end, cache_control.data() + cache_control.size());
-  return out;
-}
 
 // One Cache-Status member (RFC 9211), appended to what is already there.
 inline std::string cache_status(std::string_view existing, std::string_view cache_name, std::string_view params) {

@@ -26,10 +26,13 @@ class redis_surrogate_index {
 public:
   using clock = std::chrono::system_clock;
 
-  explicit redis_surrogate_index(redis_options options = {})
+  // Where the index lives must be said, as the Python package's
+  // RedisSurrogateIndex needs a client or a URL: there is no default server.
+  explicit redis_surrogate_index(std::string_view url) : redis_surrogate_index(parse_redis_url(url)) {}
+  explicit redis_surrogate_index(redis_options options)
       : redis_surrogate_index(std::make_shared<detail::redis_client>(std::move(options))) {}
   explicit redis_surrogate_index(std::shared_ptr<detail::redis_client> client)
-      : client_(std::move(client)), keys_{client_->options().prefix} {}
+      : client_(std::move(client)), keys_{checked(client_).options().prefix} {}
 
   void add(std::string const& tag, std::string const& key, clock::time_point expires) {
     auto const ttl = std::chrono::duration_cast<std::chrono::milliseconds>(expires - clock::now()).count();
@@ -96,6 +99,10 @@ public:
   redis_stats stats() const { return client_->stats(); }
 
 private:
+  static detail::redis_client const& checked(std::shared_ptr<detail::redis_client> const& client) {
+    if (!client) throw cache_error(error::bad_configuration, "redis_surrogate_index needs a client or a URL");
+    return *client;
+  }
   std::shared_ptr<detail::redis_client> client_;
   detail::redis_keys keys_;
 };
