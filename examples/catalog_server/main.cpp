@@ -523,7 +523,7 @@ int main(int argc, char** argv) {
     } else if (char const* env = std::getenv("CUSTOM_CACHE_PAGE_BACKEND"); env != nullptr && *env != '\0') {
       backend = env;
     }
-    registry.default_ref(); // builds the default now: a bad URL fails at start-up, not on the first request
+    registry.get_default(); // builds the default now: a bad URL fails at start-up, not on the first request
   } catch (std::exception const& e) {
     std::cerr << "catalog_server: " << e.what() << '\n' << usage << '\n';
     return 2;

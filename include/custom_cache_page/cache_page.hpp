@@ -76,8 +76,16 @@ std::string take_body(typename Body::value_type& v) {
 template <class Handler>
 class cached_handler {
 public:
+  // Throws unknown_backend_error when `options` names a backend that the
+  // default registry does not hold although it already holds others (it
+  // has been configured). A registry still empty cannot tell yet: such a
+  // name is checked on each request, which then bypasses the cache with
+  // `detail=unknown-backend`, counted in stats::unknown_backends.
   cached_handler(cache_options options, Handler handler)
-      : self_(std::make_shared<state>(std::move(options), std::move(handler))) {}
+      : self_(std::make_shared<state>(std::move(options), std::move(handler))) {
+    auto const* name = self_->options.backend.name();
+    if (name != nullptr && !default_registry().names().empty()) default_registry().get(*name);
+  }
 
   template <class Request>
     requires detail::is_request<std::remove_cvref_t<Request>>::value
@@ -99,6 +107,9 @@ public:
     prepared p;
     try {
       p = prepare(view);
+    } catch (unknown_backend_error const&) {
+      stats().unknown_backend();
+      return bypass(std::forward<Request>(req), "unknown-backend");
     } catch (...) {
       return bypass(std::forward<Request>(req), "error", true);
     }
@@ -115,7 +126,7 @@ public:
     std::string_view fwd = refresh ? "request" : "miss";
     if (!refresh) {
       try {
-        found = p.backend->lookup(p.key, p.tags);
+        found = p.backend.lookup(p.key, p.tags);
       } catch (...) {
         stats().error();
         store_down = true;
@@ -130,14 +141,14 @@ public:
         auto const judged = detail::judge(*found.entry, found.soft_purged, cached_response::clock::now());
         if (judged.state == detail::freshness::fresh) {
           stats().hit();
-          return answer(found.entry, req, *p.backend, answer_kind::hit);
+          return answer(found.entry, req, p.backend, answer_kind::hit);
         }
         if (judged.state == detail::freshness::revalidate_stale) {
           // One request refreshes; the others answer stale meanwhile.
           if (lead = self_->flights.try_lead(p.key); lead) lock = take_fill_lock(p);
           if (!lead || !lock.held) {
             stats().stale();
-            return answer(found.entry, req, *p.backend, answer_kind::stale, "; detail=revalidating");
+            return answer(found.entry, req, p.backend, answer_kind::stale, "; detail=revalidating");
           }
         }
         if (judged.state != detail::freshness::unusable && found.entry->stale_if_error > judged.stale_for)
@@ -151,7 +162,7 @@ public:
     stats().miss();
     // The handler may consume the request: keep what the answer needs.
     http::request<http::empty_body> const header(req.base());
-    fill_context ctx(*p.backend);
+    fill_context ctx(p.backend);
     if (method == http::verb::head) {
       stats().not_stored(not_stored_reason::head_request);
       return pass_through(call(std::forward<Request>(req), ctx), fmt::format("fwd={}; detail=head", fwd));
@@ -167,7 +178,7 @@ public:
         if (joined.follow->wait_stored(self_->options.coalesce_wait))
           if (auto e = reread(p, header)) {
             stats().coalesced();
-            return answer(std::move(e), header, *p.backend, answer_kind::hit, "; detail=coalesced");
+            return answer(std::move(e), header, p.backend, answer_kind::hit, "; detail=coalesced");
           }
       } else {
         lead = std::move(joined.lead);
@@ -178,7 +189,7 @@ public:
         if (auto e = lock.held ? reread(p, header) : await_other_process(p, header)) {
           lead.finish(true);
           stats().coalesced();
-          return answer(std::move(e), header, *p.backend, answer_kind::hit, "; detail=coalesced");
+          return answer(std::move(e), header, p.backend, answer_kind::hit, "; detail=coalesced");
         }
       }
     }
@@ -189,7 +200,7 @@ public:
       missing_counter = found.versions[i] == 0 && !p.tags[i].guard;
     if (missing_counter) {
       try {
-        found.versions = p.backend->tag_versions(p.tags);
+        found.versions = p.backend.tag_versions(p.tags);
       } catch (...) {
         stats().error();
         snapshot_ok = false;
@@ -203,33 +214,33 @@ public:
       if (!fallback) throw;
       stats().error();
       stats().stale();
-      return answer(std::move(fallback), header, *p.backend, answer_kind::stale, "; detail=stale-if-error");
+      return answer(std::move(fallback), header, p.backend, answer_kind::stale, "; detail=stale-if-error");
     }
     if (fallback && res->result_int() >= 500) {
       stats().stale();
-      return answer(std::move(fallback), header, *p.backend, answer_kind::stale,
+      return answer(std::move(fallback), header, p.backend, answer_kind::stale,
                     fmt::format("; fwd-status={}; detail=stale-if-error", res->result_int()));
     }
     return fill(std::move(*res), header, p, found.versions, snapshot_ok, ctx, fwd, lead);
   }
 
 private:
+  // What a backend name or the default resolved to, for one registry
+  // generation: a snapshot that keeps the backend alive while requests use it.
   struct resolution {
     std::uint64_t generation;
-    any_backend const* backend; // owned by the registry, never destroyed before it
+    any_backend backend;
   };
   struct state {
     cache_options options;
     Handler handler;
     mutable detail::coalescer flights;
-    mutable std::atomic<resolution const*> resolved{nullptr};
-    mutable std::mutex resolving;
-    mutable std::vector<std::unique_ptr<resolution>> resolutions; // one per registry change seen
+    mutable std::atomic<std::shared_ptr<resolution const>> resolved;
   };
   struct prepared {
     std::string key; // storage key
     std::vector<resolved_tag> tags;
-    any_backend const* backend = nullptr;
+    any_backend backend;
   };
 
   // A backend's fill lock, released when the fill is over. `held` is true
@@ -263,12 +274,12 @@ private:
     fill_lock l;
     l.held = true;
     try {
-      auto token = p.backend->try_fill_lock(p.key, self_->options.coalesce_wait);
+      auto token = p.backend.try_fill_lock(p.key, self_->options.coalesce_wait);
       if (!token) {
         l.held = false;
         return l;
       }
-      l.backend = p.backend;
+      l.backend = &p.backend;
       l.key = p.key;
       l.token = std::move(*token);
     } catch (...) {
@@ -280,7 +291,7 @@ private:
   // The entry under the key if it now answers this request fresh.
   std::shared_ptr<cached_response const> reread(prepared const& p, http::request_header<> const& req) const {
     try {
-      auto found = p.backend->lookup(p.key, p.tags);
+      auto found = p.backend.lookup(p.key, p.tags);
       if (found.entry && !found.soft_purged && detail::entry_answers(*found.entry, p.tags, found.versions, req) &&
           found.entry->expires_at > cached_response::clock::now())
         return found.entry;
@@ -309,20 +320,19 @@ private:
 
   // The backend for this request. A backend object is used as is; a name or
   // the default is resolved through the registry once per registry
-  // generation, so hits take no registry lock.
-  any_backend const& backend() const {
+  // generation, so hits take no registry lock. Throws unknown_backend_error
+  // for a name nobody registered.
+  any_backend backend() const {
     auto const& choice = self_->options.backend;
     if (auto const* b = choice.object()) return *b;
     auto& reg = default_registry();
     auto const generation = reg.generation();
-    auto const* r = self_->resolved.load(std::memory_order_acquire);
-    if (r != nullptr && r->generation == generation) return *r->backend;
-    std::lock_guard lock(self_->resolving);
+    auto r = self_->resolved.load(std::memory_order_acquire);
+    if (r != nullptr && r->generation == generation) return r->backend;
     auto const* name = choice.name();
-    auto& next = self_->resolutions.emplace_back(
-        std::make_unique<resolution>(resolution{generation, name ? &reg.ref(*name) : &reg.default_ref()}));
-    self_->resolved.store(next.get(), std::memory_order_release);
-    return *next->backend;
+    auto next = std::make_shared<resolution const>(resolution{generation, name ? reg.get(*name) : reg.get_default()});
+    self_->resolved.store(next, std::memory_order_release);
+    return next->backend;
   }
 
   // The target guard closes the race between a successful unsafe request
@@ -336,7 +346,7 @@ private:
 
   prepared prepare(request_view const& view) const {
     auto const& o = self_->options;
-    prepared p{{}, resolve_tags(o.tags, view), &backend()};
+    prepared p{{}, resolve_tags(o.tags, view), backend()};
     p.key = storage_key(o.prefix(view), o.key_func(view), p.tags);
     p.tags.push_back({guard_name(p.key), false, guard_ttl, true});
     return p;
@@ -386,8 +396,8 @@ private:
     auto res = call(std::forward<Request>(req), inert);
     if (p && res.result_int() < 400) {
       try {
-        p->backend->invalidate_tag(guard_name(p->key));
-        p->backend->erase(p->key); // frees it now; the guard already makes it a miss
+        p->backend.invalidate_tag(guard_name(p->key));
+        p->backend.erase(p->key); // frees it now; the guard already makes it a miss
       } catch (...) {
         stats().error();
       }
@@ -447,7 +457,7 @@ private:
 
     std::optional<not_stored_reason> refused;
     try {
-      if (!p.backend->store(p.key, e)) refused = not_stored_reason::invalidated;
+      if (!p.backend.store(p.key, e)) refused = not_stored_reason::invalidated;
     } catch (cache_error const& err) {
       if (err.code() != error::entry_too_large) stats().error();
       refused = err.code() == error::entry_too_large ? not_stored_reason::too_large : not_stored_reason::store_failed;
@@ -458,7 +468,7 @@ private:
     if (refused) stats().not_stored(*refused);
     else stats().store();
     lead.finish(!refused);
-    return answer(std::move(e), req, *p.backend, answer_kind::filled,
+    return answer(std::move(e), req, p.backend, answer_kind::filled,
                   refused ? fmt::format("fwd={}; detail={}", fwd, to_string(*refused)) : fmt::format("fwd={}; stored", fwd));
   }
 

@@ -1,8 +1,13 @@
 // The registry: backends by name, a default backend, and invalidate_tag(s).
 //
 // The default backend is the one set_default() named, else the one added
-// as "default", else an in-memory one named "memory" created on first use. The environment variable CUSTOM_CACHE_PAGE_BACKEND, when set,
-// configures the default backend from a URL (see make_backend()).
+// as "default", else an in-memory one named "memory" created on first use.
+// The environment variable CUSTOM_CACHE_PAGE_BACKEND, when set, configures
+// the default backend from a URL (see make_backend()).
+//
+// Backends are held by shared ownership: get() and get_default() hand out
+// copies, so a backend replaced by add() or dropped by clear() is freed
+// once the last request using it is done.
 #pragma once
 
 #include <custom_cache_page/backend.hpp>
@@ -129,11 +134,10 @@ public:
   // Registers `b` as `name`. A backend named "default" is the default
   // unless set_default() chose another.
   void add(std::string name, any_backend b) {
+    any_backend replaced; // freed after the lock is released, if nothing else holds it
     std::unique_lock lock(mutex_);
     if (default_name_.empty() && name == "default") default_name_ = name;
-    auto& place = backends_[std::move(name)];
-    if (place) retired_.push_back(std::move(place));
-    place = std::make_unique<any_backend>(std::move(b));
+    replaced = std::exchange(backends_[std::move(name)], std::move(b));
     generation_.fetch_add(1, std::memory_order_release);
   }
   void add(std::string name, std::string_view url) { add(std::move(name), make_backend(url)); }
@@ -146,44 +150,37 @@ public:
   }
 
   // The backend registered as `name`; throws unknown_backend_error naming it.
-  any_backend get(std::string_view name) const { return ref(name); }
+  any_backend get(std::string_view name) const {
+    std::shared_lock lock(mutex_);
+    auto it = backends_.find(name);
+    if (it == backends_.end()) throw unknown_backend_error(std::string(name));
+    return it->second;
+  }
 
   // The default backend; an in-memory "memory" backend when none was added.
-  any_backend get_default() { return default_ref(); }
+  // Throws when CUSTOM_CACHE_PAGE_BACKEND holds a URL that cannot be built,
+  // every time it is asked, never falling back to memory.
+  any_backend get_default() {
+    if (auto b = chosen_default()) return b;
+    std::lock_guard deciding(default_mutex_); // one thread builds it; the others then find it
+    if (auto b = chosen_default()) return b;
+    char const* url = from_environment_ ? std::getenv("CUSTOM_CACHE_PAGE_BACKEND") : nullptr;
+    bool const configured = url != nullptr && *url != '\0';
+    any_backend b = configured ? make_backend(url) : any_backend(std::make_shared<memory_backend>());
+    std::unique_lock lock(mutex_);
+    if (default_name_.empty()) {
+      default_name_ = configured ? "default" : "memory";
+      backends_[default_name_] = b;
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    return backends_.at(default_name_);
+  }
   std::string default_name() {
-    default_ref();
+    get_default();
     std::shared_lock lock(mutex_);
     return default_name_;
   }
 
-  // References that stay valid for the registry's lifetime: a backend
-  // replaced or cleared is retired, not destroyed, so a handler may keep
-  // the reference until generation() changes.
-  any_backend const& ref(std::string_view name) const {
-    std::shared_lock lock(mutex_);
-    auto it = backends_.find(name);
-    if (it == backends_.end()) throw unknown_backend_error(std::string(name));
-    return *it->second;
-  }
-  any_backend const& default_ref() {
-    {
-      std::shared_lock lock(mutex_);
-      if (!default_name_.empty()) return *backends_.find(default_name_)->second;
-    }
-    if (from_environment_ && !environment_read_.exchange(true)) {
-      if (char const* url = std::getenv("CUSTOM_CACHE_PAGE_BACKEND"); url != nullptr && *url != '\0') {
-        add("default", make_backend(url));
-        return default_ref();
-      }
-    }
-    std::unique_lock lock(mutex_);
-    if (default_name_.empty()) {
-      default_name_ = "memory";
-      backends_.emplace("memory", std::make_unique<any_backend>(std::make_shared<memory_backend>()));
-      generation_.fetch_add(1, std::memory_order_release);
-    }
-    return *backends_.find(default_name_)->second;
-  }
   // Changes whenever what a name or the default resolves to may have changed.
   std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
 
@@ -196,9 +193,9 @@ public:
 
   // Drops every backend from the names (tests; reconfiguration at start-up).
   void clear() {
+    decltype(backends_) dropped; // freed after the lock is released, once no request holds them
     std::unique_lock lock(mutex_);
-    for (auto& [name, b] : backends_) retired_.push_back(std::move(b));
-    backends_.clear();
+    dropped.swap(backends_);
     default_name_.clear();
     generation_.fetch_add(1, std::memory_order_release);
   }
@@ -211,7 +208,7 @@ public:
   invalidation_result invalidate_tag(std::string_view tag, std::string_view backend_name = {},
                                      purge_mode mode = purge_mode::hard) {
     std::string name = backend_name.empty() ? default_name() : std::string(backend_name);
-    any_backend const& b = ref(name);
+    any_backend const b = get(name);
     std::string normalized = normalize_surrogate(tag);
     if (normalized.empty()) throw invalidation_error(std::string(tag), "the tag is empty once normalised");
     invalidation_result r;
@@ -245,6 +242,12 @@ public:
   }
 
 private:
+  // The default if one was chosen or built; empty otherwise.
+  any_backend chosen_default() const {
+    std::shared_lock lock(mutex_);
+    return default_name_.empty() ? any_backend() : backends_.at(default_name_);
+  }
+
   any_backend make_composite(boost::urls::url_view const& u) const {
     std::vector<composite_member> members;
     composite_backend_options options;
@@ -266,7 +269,7 @@ private:
         any_backend b;
         {
           std::shared_lock lock(mutex_);
-          if (auto it = backends_.find(name); it != backends_.end()) b = *it->second;
+          if (auto it = backends_.find(name); it != backends_.end()) b = it->second;
         }
         members.push_back({name, b ? b : make_backend(name + "://")});
       } catch (std::exception const& e) {
@@ -299,11 +302,10 @@ private:
   }
 
   mutable std::shared_mutex mutex_;
-  std::map<std::string, std::unique_ptr<any_backend>, std::less<>> backends_;
-  std::vector<std::unique_ptr<any_backend>> retired_;
+  std::mutex default_mutex_;
+  std::map<std::string, any_backend, std::less<>> backends_;
   std::atomic<std::uint64_t> generation_{0};
   bool const from_environment_;
-  std::atomic<bool> environment_read_{false};
   std::map<std::string, backend_factory, std::less<>> schemes_;
   std::string default_name_;
 };

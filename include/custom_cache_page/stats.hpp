@@ -45,6 +45,7 @@ struct stats_snapshot {
   std::uint64_t coalesced = 0;
   std::uint64_t errors = 0;
   std::uint64_t invalidations = 0;
+  std::uint64_t unknown_backends = 0; // requests bypassed because their backend name is not registered
 
   std::uint64_t not_stored_total() const {
     std::uint64_t n = 0;
@@ -64,6 +65,7 @@ public:
   void coalesced() { add(&slot::coalesced); }
   void error() { add(&slot::errors); }
   void invalidation() { add(&slot::invalidations); }
+  void unknown_backend() { add(&slot::unknown_backends); }
 
   stats_snapshot snapshot() const {
     stats_snapshot s;
@@ -77,6 +79,7 @@ public:
       s.coalesced += c.coalesced.load(std::memory_order_relaxed);
       s.errors += c.errors.load(std::memory_order_relaxed);
       s.invalidations += c.invalidations.load(std::memory_order_relaxed);
+      s.unknown_backends += c.unknown_backends.load(std::memory_order_relaxed);
     }
     return s;
   }
@@ -103,6 +106,8 @@ public:
     counter("coalesced", "Misses that waited for another request's fill instead of running the handler.", s.coalesced);
     counter("errors", "Cache failures absorbed (the handler answered instead).", s.errors);
     counter("invalidations", "Tags invalidated.", s.invalidations);
+    counter("unknown_backends", "Requests bypassed because their handler names a backend nobody registered.",
+            s.unknown_backends);
     return out;
   }
 
@@ -110,7 +115,7 @@ private:
   // Counters striped over cache lines, one stripe per thread (modulo the
   // stripe count), so that threads counting hits do not share a line.
   struct alignas(64) slot {
-    std::atomic<std::uint64_t> hits{0}, misses{0}, stored{0}, bypasses{0}, stale{0}, coalesced{0}, errors{0}, invalidations{0};
+    std::atomic<std::uint64_t> hits{0}, misses{0}, stored{0}, bypasses{0}, stale{0}, coalesced{0}, errors{0}, invalidations{0}, unknown_backends{0};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(not_stored_reason::count_)> not_stored{};
   };
   static constexpr std::size_t stripes = 16;

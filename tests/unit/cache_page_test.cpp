@@ -424,10 +424,45 @@ TEST_CASE("a failing cache never fails the request", "[cache_page][failure]") {
     CHECK(get(cached, "/x").body() == "fresh 1");
   }
   SECTION("unknown backend name") {
+    ccp::default_registry().clear(); // nothing registered yet: the name is checked on each request
     auto cached = ccp::cache_page({.backend = "no-such-backend", .statistics = counters}, handler);
-    CHECK(get(cached, "/x").body() == "fresh 1");
+    auto const answer = get(cached, "/x");
+    CHECK(answer.body() == "fresh 1");
+    CHECK(answer.cache_status() == "custom_cache_page; fwd=bypass; detail=unknown-backend");
+    CHECK(counters->snapshot().unknown_backends == 1);
+    CHECK(counters->snapshot().errors == 0); // counted on its own, not among generic errors
+    // Once the registry holds backends, a name it lacks is an error at construction.
+    ccp::default_registry().add("registered", std::make_shared<ccp::memory_backend>());
+    CHECK_THROWS_AS(ccp::cache_page({.backend = "no-such-backend"}, handler), ccp::unknown_backend_error);
+    CHECK_THROWS_WITH(ccp::cache_page({.backend = "no-such-backend"}, handler), Catch::Contains("no-such-backend"));
+    ccp::cache_page({.backend = "registered"}, handler); // a known name is fine
   }
-  CHECK(counters->snapshot().errors >= 1);
+  auto const s = counters->snapshot();
+  CHECK(s.errors + s.unknown_backends >= 1);
+}
+
+TEST_CASE("a handler's backend snapshot lets a replaced backend go", "[cache_page][registry][ownership]") {
+  // Counts destructions of the backends registered under the name.
+  struct counted : ccp::memory_backend {
+    explicit counted(std::atomic<int>& d) : destroyed(d) {}
+    ~counted() { ++destroyed; }
+    std::atomic<int>& destroyed;
+  };
+  std::atomic<int> destroyed{0};
+  auto& registry = ccp::default_registry();
+  registry.add("cache-page-test-replaced", std::make_shared<counted>(destroyed));
+  auto cached = ccp::cache_page({.backend = "cache-page-test-replaced"}, [](http::request<http::string_body> const& req) {
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.body() = "page";
+    res.prepare_payload();
+    return res;
+  });
+  get(cached, "/r");
+  CHECK_THAT(get(cached, "/r").cache_status(), Catch::Contains("hit"));
+  registry.add("cache-page-test-replaced", std::make_shared<counted>(destroyed));
+  CHECK(destroyed == 0); // the handler's snapshot still holds the first one
+  CHECK_THAT(get(cached, "/r").cache_status(), Catch::Contains("fwd=miss")); // the new backend is empty
+  CHECK(destroyed == 1); // the snapshot moved on: the first one is freed
 }
 
 TEST_CASE("a malformed target bypasses the cache", "[cache_page]") {

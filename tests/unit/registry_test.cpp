@@ -5,7 +5,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <cstdlib>
 #include <memory>
+#include <thread>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -59,7 +62,74 @@ std::shared_ptr<ccp::cached_response> entry_with(std::vector<ccp::tag_version> t
   return e;
 }
 
+// Counts its own destruction, so a test can tell when the registry and the
+// requests that used it have let it go.
+struct tracked_backend : flaky_backend {
+  explicit tracked_backend(std::shared_ptr<std::atomic<int>> d) : destroyed(std::move(d)) {}
+  ~tracked_backend() { ++*destroyed; }
+  std::shared_ptr<std::atomic<int>> destroyed;
+};
+
+class scoped_env {
+public:
+  scoped_env(char const* name, char const* value) : name_(name) { ::setenv(name, value, 1); }
+  scoped_env(scoped_env const&) = delete;
+  scoped_env& operator=(scoped_env const&) = delete;
+  ~scoped_env() { ::unsetenv(name_); }
+
+private:
+  char const* name_;
+};
+
 } // namespace
+
+TEST_CASE("a replaced or cleared backend is freed once nothing uses it", "[registry][ownership]") {
+  auto destroyed = std::make_shared<std::atomic<int>>(0);
+  ccp::registry reg;
+  reg.add("pages", ccp::any_backend(std::make_shared<tracked_backend>(destroyed)));
+  ccp::any_backend in_use = reg.get("pages"); // a request still running with it
+  reg.add("pages", ccp::any_backend(std::make_shared<flaky_backend>()));
+  CHECK(*destroyed == 0);
+  CHECK(in_use.target<tracked_backend>() != nullptr);
+  in_use = {};
+  CHECK(*destroyed == 1);
+
+  reg.add("again", ccp::any_backend(std::make_shared<tracked_backend>(destroyed)));
+  reg.clear();
+  CHECK(*destroyed == 2);
+}
+
+TEST_CASE("concurrent first requests build one default backend from CUSTOM_CACHE_PAGE_BACKEND", "[registry][ownership]") {
+  scoped_env env("CUSTOM_CACHE_PAGE_BACKEND", "memory://?max_bytes=3MiB");
+  for (int round = 0; round < 20; ++round) {
+    ccp::registry reg(true);
+    std::atomic<bool> go{false};
+    std::vector<ccp::any_backend> seen(8);
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < seen.size(); ++i)
+      threads.emplace_back([&, i] {
+        while (!go.load()) std::this_thread::yield();
+        seen[i] = reg.get_default();
+      });
+    go = true;
+    for (auto& t : threads) t.join();
+    REQUIRE(reg.names() == std::vector<std::string>{"default"});
+    for (auto const& b : seen) {
+      REQUIRE(b.target<ccp::memory_backend>() != nullptr);
+      CHECK(b.target<ccp::memory_backend>() == seen[0].target<ccp::memory_backend>());
+      CHECK(b.target<ccp::memory_backend>()->options().max_bytes == (std::size_t{3} << 20));
+    }
+  }
+}
+
+TEST_CASE("a bad CUSTOM_CACHE_PAGE_BACKEND fails every time, never falling back to memory", "[registry][ownership]") {
+  scoped_env env("CUSTOM_CACHE_PAGE_BACKEND", "nosuchscheme://host");
+  ccp::registry reg(true);
+  CHECK_THROWS_AS(reg.get_default(), ccp::unknown_backend_error);
+  CHECK_THROWS_AS(reg.get_default(), ccp::unknown_backend_error);
+  CHECK_THROWS_AS(reg.invalidate_tag("t"), ccp::unknown_backend_error);
+  CHECK(reg.names().empty());
+}
 
 TEST_CASE("an unknown backend name throws unknown_backend_error naming it", "[registry]") {
   ccp::registry reg;
