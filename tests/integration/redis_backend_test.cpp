@@ -4,6 +4,7 @@
 #include <custom_cache_page/redis.hpp>
 #include <custom_cache_page/backends/composite_backend.hpp>
 
+#include "../support/messages.hpp"
 #include "../support/process.hpp"
 #include "../support/redis_server.hpp"
 
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -20,6 +22,7 @@
 #include <vector>
 
 namespace ccp = custom_cache_page;
+namespace http = boost::beast::http;
 using namespace std::chrono_literals;
 using ccp_test::command;
 
@@ -133,7 +136,7 @@ TEST_CASE("redis_backend: plain invalidation removes the tag's entries, and only
   // Invalidating again finds nothing left.
   auto again = b.invalidate_tag("p");
   CHECK(again.entries_removed == 0);
-  CHECK(again.version == before + 2);
+  CHECK(again.version == before + 3); // odd stays odd: +2 (detail/generations.hpp)
 }
 
 TEST_CASE("redis_backend: versioned invalidation is one counter bump that makes the next lookup miss", "[redis][backend]") {
@@ -331,8 +334,8 @@ TEST_CASE("redis_backend: erase removes one entry", "[redis][backend]") {
   CHECK(b.invalidate_tag("p").entries_removed == 0);
 }
 
-TEST_CASE("redis_backend: tag_versions reads existing counters and creates missing ones in one round trip",
-          "[redis][backend]") {
+TEST_CASE("redis_backend: tag_versions reads counters in one round trip and creates none; the store creates them",
+          "[redis][backend][bounded]") {
   ccp::redis_backend b(options_for("versions"));
   auto ctx = ccp_test::redis_server::shared().connect();
   std::vector<ccp::resolved_tag> const tags{versioned("a", 60s), plain("b"), versioned("c", 120s)};
@@ -340,18 +343,75 @@ TEST_CASE("redis_backend: tag_versions reads existing counters and creates missi
   auto first = b.tag_versions(tags);
   CHECK(b.stats().round_trips - trips == 1);
   REQUIRE(first.size() == 3);
-  for (auto v : first) CHECK(v >= (std::uint64_t{1} << 32));
+  for (auto v : first) CHECK((v >= (std::uint64_t{1} << 32) && v % 2 == 0)); // proposals
+  for (auto const* name : {"a", "b", "c"}) CHECK_FALSE(exists(ctx.get(), b.counter_key(name)));
+
+  // The store creates them, living as long as the entry.
+  REQUIRE(b.store("k", make_entry(tags, first, 30s)));
   CHECK(b.tag_versions(tags) == first);
-  auto ttl_a = integer(command(ctx.get(), {"TTL", b.counter_key("a")}));
-  CHECK(ttl_a > 50);
-  CHECK(ttl_a <= 60);
+  for (auto const* name : {"a", "b", "c"}) {
+    auto const ttl = integer(command(ctx.get(), {"TTL", b.counter_key(name)}));
+    CHECK(ttl > 25);
+    CHECK(ttl <= 30);
+  }
+  // A longer-lived entry extends them; a shorter one never shortens them.
+  REQUIRE(b.store("k2", make_entry(tags, first, 600s)));
+  CHECK(integer(command(ctx.get(), {"TTL", b.counter_key("a")})) > 500);
+  REQUIRE(b.store("k3", make_entry(tags, first, 10s)));
+  CHECK(integer(command(ctx.get(), {"TTL", b.counter_key("a")})) > 500);
+  // An invalidation keeps the counter at least ten days.
+  b.invalidate_tag("b");
   CHECK(integer(command(ctx.get(), {"TTL", b.counter_key("b")})) > 9 * 24 * 3600);
-  // A longer lifetime asked later extends it; a shorter one never shortens it.
-  b.tag_versions(std::vector{versioned("a", 600s)});
-  CHECK(integer(command(ctx.get(), {"TTL", b.counter_key("a")})) > 500);
-  b.tag_versions(std::vector{versioned("a", 10s)});
-  CHECK(integer(command(ctx.get(), {"TTL", b.counter_key("a")})) > 500);
   CHECK(b.tag_versions({}).empty());
+}
+
+TEST_CASE("redis_backend: concurrent first fills adopt one counter; an invalidation in between refuses",
+          "[redis][backend]") {
+  ccp::redis_backend b(options_for("adopt"));
+  std::vector<ccp::resolved_tag> const tags{versioned("v"), plain("p")};
+  auto const one = b.tag_versions(tags);
+  auto const two = b.tag_versions(tags);
+  CHECK(one != two);
+  REQUIRE(b.store("page-1", make_entry(tags, one, 60s)));
+  auto const trips = b.stats().round_trips;
+  REQUIRE(b.store("page-2", make_entry(tags, two, 60s)));
+  CHECK(b.stats().round_trips - trips == 2); // refused once with the versions to adopt, then stored
+  auto const found = b.lookup("page-2", tags);
+  REQUIRE(found.entry);
+  CHECK(found.entry->tags.at(0).version == one.at(0));
+  b.invalidate_tag("p");
+  CHECK_FALSE(hit(b, "page-1", tags));
+  CHECK_FALSE(hit(b, "page-2", tags));
+
+  auto const late = b.tag_versions(std::vector{versioned("w")});
+  b.invalidate_tag("w"); // creates the counter: odd, never adopted
+  CHECK_FALSE(b.store("page-3", make_entry(std::vector{versioned("w")}, late, 60s)));
+}
+
+TEST_CASE("redis_backend: requests whose responses are not stored leave no key behind", "[redis][backend][bounded]") {
+  auto const o = options_for("bounded", 6);
+  ccp::redis_backend b(o);
+  auto ctx = ccp_test::redis_server::shared().connect();
+  command(ctx.get(), {"FLUSHDB"});
+  auto const handler = [](http::request<http::string_body> const& req) {
+    http::response<http::string_body> res{http::status::not_found, req.version()};
+    res.body() = "no such category";
+    res.prepare_payload();
+    return res;
+  };
+  auto cached = ccp::cache_page(
+      {.tags = {ccp::versioned("products"), [](ccp::request_view r) { return "category-" + r.query("category"); }},
+       .backend = std::make_shared<ccp::redis_backend>(o)},
+      handler);
+  std::string const padding(4096, 'x');
+  for (int i = 0; i < 2000; ++i) {
+    auto req = ccp_test::make_request(http::verb::get, "/products?category=" + padding + std::to_string(i));
+    ccp_test::receive(cached(std::move(req)));
+  }
+  auto const keys = integer(command(ctx.get(), {"DBSIZE"}));
+  INFO("keys after 2,000 requests for unknown categories: " << keys);
+  CHECK(keys < 50);
+  std::printf("redis: DBSIZE %lld after 2,000 requests for distinct unknown 4 KB categories\n", static_cast<long long>(keys));
 }
 
 TEST_CASE("redis_backend: nothing is read or written outside the prefix", "[redis][backend]") {

@@ -94,6 +94,7 @@ TEST_CASE("redis_backend: a million-key plain tag is invalidated under concurren
   // Pages that a real fill would have stored under the current counter,
   // written directly in pipelined batches.
   auto const version = b.tag_versions(tags).at(0);
+  ccp_test::command(ctx.get(), {"SET", b.counter_key(tag), std::to_string(version)}); // as the first store would
   std::string const value = ccp::encode_entry(*make_entry(tag, version));
   auto const fill_start = steady::now();
   auto const expiry_ms = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -83,8 +83,76 @@ TEST_CASE("memory backend: lookup reports one version per tag, 0 when no counter
   CHECK(r.versions == std::vector<std::uint64_t>{0, 0});
   auto v = b.tag_versions(tags);
   REQUIRE(v.size() == 2);
+  // Proposals: even (no invalidation made them), and written by nothing yet.
+  CHECK(v[0] % 2 == 0);
+  CHECK(v[1] % 2 == 0);
+  CHECK(b.counter_count() == 0);
+  CHECK(b.lookup("k", tags).versions == std::vector<std::uint64_t>{0, 0});
+  REQUIRE(b.store("k", make_entry("page", {{"a", v[0], true}, {"b", v[1], false}})));
+  CHECK(b.counter_count() == 2);
   CHECK(b.lookup("k", tags).versions == v);
   CHECK(b.tag_versions(tags) == v); // stable until bumped
+}
+
+TEST_CASE("memory backend: fills whose responses are not stored leave nothing behind", "[memory_backend][bounded]") {
+  ccp::memory_backend b;
+  for (int i = 0; i < 1000; ++i) {
+    auto tags = one_tag("category-" + std::string(4096, 'x') + std::to_string(i), false);
+    CHECK(b.tag_versions(tags).at(0) != 0);
+  }
+  CHECK(b.counter_count() == 0);
+  CHECK(b.bytes() == 0);
+}
+
+TEST_CASE("memory backend: concurrent first fills of pages sharing a tag all store", "[memory_backend]") {
+  // Both snapshots were taken before either store created the counter: the
+  // second store adopts the counter the first one created.
+  ccp::memory_backend b;
+  auto tags = one_tag("products");
+  auto first = b.tag_versions(tags);
+  auto second = b.tag_versions(tags);
+  CHECK(first != second);
+  CHECK(b.store("page-1", make_entry("1", {{"products", first[0], true}})));
+  CHECK(b.store("page-2", make_entry("2", {{"products", second[0], true}})));
+  CHECK(b.lookup("page-1", tags).entry);
+  REQUIRE(b.lookup("page-2", tags).entry);
+  CHECK(b.lookup("page-2", tags).entry->tags.at(0).version == first[0]);
+  // Both are invalidated together.
+  b.invalidate_tag("products");
+  CHECK_FALSE(b.lookup("page-1", tags).entry);
+  CHECK_FALSE(b.lookup("page-2", tags).entry);
+}
+
+TEST_CASE("memory backend: a first fill that an invalidation overtook is refused, never adopted", "[memory_backend]") {
+  ccp::memory_backend b;
+  auto tags = one_tag("products");
+  SECTION("the invalidation created the counter") {
+    auto proposed = b.tag_versions(tags);
+    b.invalidate_tag("products");
+    CHECK_FALSE(b.store("page", make_entry("old", {{"products", proposed[0], true}})));
+  }
+  SECTION("another fill created it, then an invalidation bumped it") {
+    auto proposed = b.tag_versions(tags);
+    REQUIRE(b.store("other", make_entry("x", {{"products", b.tag_versions(tags)[0], true}})));
+    b.invalidate_tag("products");
+    CHECK_FALSE(b.store("page", make_entry("old", {{"products", proposed[0], true}})));
+  }
+  SECTION("bumped twice: still not taken for a counter no invalidation touched") {
+    auto proposed = b.tag_versions(tags);
+    REQUIRE(b.store("other", make_entry("x", {{"products", b.tag_versions(tags)[0], true}})));
+    b.invalidate_tag("products");
+    b.invalidate_tag("products");
+    CHECK_FALSE(b.store("page", make_entry("old", {{"products", proposed[0], true}})));
+  }
+  CHECK_FALSE(b.lookup("page", tags).entry);
+}
+
+TEST_CASE("memory backend: a counter and its floor count against the byte budget", "[memory_backend][bounded]") {
+  ccp::memory_backend b;
+  auto const empty = b.bytes();
+  b.invalidate_tag("never-stored");
+  CHECK(b.bytes() == empty + std::string("never-stored").size() + 64);
+  CHECK(b.counter_count() == 1);
 }
 
 TEST_CASE("memory backend: versioned invalidation bumps the counter and misses", "[memory_backend]") {
@@ -122,34 +190,31 @@ TEST_CASE("memory backend: the entry's own tags decide, whatever the caller asks
 }
 
 TEST_CASE("memory backend: counters start at a fresh random generation", "[memory_backend]") {
-  // A restarted store (a lost counter) must not restart where entries built
-  // under an old counter could match again.
+  // A lost counter must not restart where entries built under an old one
+  // could match again: invalidation starts a missing counter at random.
   ccp::memory_backend a, b;
-  auto va = a.tag_versions(one_tag("t"))[0];
-  auto vb = b.tag_versions(one_tag("t"))[0];
+  auto const va = a.invalidate_tag("never-seen").version;
+  auto const vb = b.invalidate_tag("never-seen").version;
   CHECK(va >= (std::uint64_t{1} << 32));
-  CHECK(vb >= (std::uint64_t{1} << 32));
   CHECK(va < (std::uint64_t{1} << 62));
   CHECK(va != vb);
-
-  // invalidate_tag on a tag without a counter also starts fresh.
-  auto r = a.invalidate_tag("never-seen");
-  CHECK(r.version >= (std::uint64_t{1} << 32));
+  // A fill's proposal is large too, and never what an invalidation drew.
+  auto const proposed = a.tag_versions(one_tag("t"))[0];
+  CHECK(proposed >= (std::uint64_t{1} << 32));
+  CHECK(proposed < (std::uint64_t{1} << 62));
+  CHECK(proposed != a.invalidate_tag("t").version);
 }
 
-TEST_CASE("memory backend: an expired counter is lost, and restarts elsewhere", "[memory_backend]") {
-  // A version ttl of zero makes the counter expire at once: the closest we
-  // get to a lost counter without waiting.
+TEST_CASE("memory backend: a counter created by a store lives as long as its entry", "[memory_backend]") {
   ccp::memory_backend b;
-  auto tags = one_tag("short", true, 0s);
-  auto v1 = b.tag_versions(tags)[0];
-  auto v2 = b.tag_versions(tags)[0];
-  CHECK(v1 != v2);
-  CHECK(v1 >= (std::uint64_t{1} << 32));
-  CHECK(b.lookup("k", tags).versions == std::vector<std::uint64_t>{0});
-  // An entry built under the lost counter is refused.
-  CHECK_FALSE(b.store("k", make_entry("x", {{"short", v2, true}})));
+  auto tags = one_tag("short");
+  auto v = b.tag_versions(tags)[0];
+  REQUIRE(b.store("k", make_entry("x", {{"short", v, true}}, 200ms)));
+  CHECK(b.lookup("k", tags).versions == std::vector<std::uint64_t>{v});
+  std::this_thread::sleep_for(300ms);
+  // Entry and counter are gone together.
   CHECK_FALSE(b.lookup("k", tags).entry);
+  CHECK(b.lookup("k", tags).versions == std::vector<std::uint64_t>{0});
 }
 
 TEST_CASE("memory backend: a store after an invalidation is refused", "[memory_backend]") {
@@ -189,7 +254,9 @@ TEST_CASE("memory backend: invalidating a plain tag removes its entries", "[memo
   CHECK(b.erase("other"));
   CHECK(b.index_size() == 0);
   CHECK(b.size() == 0);
-  CHECK(b.bytes() == 0);
+  // Only the two counters are left: each its name and 64 bytes.
+  CHECK(b.counter_count() == 2);
+  CHECK(b.bytes() == (3 + 64) + (5 + 64));
 }
 
 TEST_CASE("memory backend: the index follows replacements", "[memory_backend]") {

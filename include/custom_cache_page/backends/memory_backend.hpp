@@ -14,6 +14,7 @@
 #pragma once
 
 #include <custom_cache_page/backend.hpp>
+#include <custom_cache_page/detail/generations.hpp>
 #include <custom_cache_page/indexes/memory_index.hpp>
 #include <custom_cache_page/indexes/null_index.hpp>
 #include <custom_cache_page/surrogate_index.hpp>
@@ -29,7 +30,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
-#include <random>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -44,15 +45,6 @@ struct memory_backend_options {
   std::size_t shards = 0;                         // a power of two; 0: from the hardware, see shard_count()
 };
 
-namespace detail {
-// A fresh counter generation: random, in [2^32, 2^62) so that increments
-// never overflow a signed 64-bit counter (Redis INCR) and a lost counter
-// never restarts where an old entry could match it again.
-inline std::uint64_t fresh_generation() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  return (rng() >> 2) | (std::uint64_t{1} << 32);
-}
-} // namespace detail
 
 template <surrogate_index Index = memory_surrogate_index>
 class basic_memory_backend {
@@ -104,37 +96,29 @@ public:
     return out;
   }
 
+  // Reads only: a missing counter gives its proposed generation (or 0 for a
+  // guard), created by store() if the entry is kept.
   std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const> tags) {
     auto const now = clock::now();
     std::vector<std::uint64_t> out;
     out.reserve(tags.size());
     for (auto const& t : tags) {
-      if (t.guard) {
-        out.push_back(counter_of(t.name, now));
-        continue;
-      }
-      auto& s = shard_of(t.name);
-      std::unique_lock lock(s.mutex);
-      auto [it, inserted] = s.counters.try_emplace(t.name);
-      auto& c = it->second;
-      if (inserted || c.expires <= now) {
-        c.floor = c.value = detail::fresh_generation();
-        c.expires = now + t.version_ttl;
-      } else if (c.expires < now + t.version_ttl) {
-        c.expires = now + t.version_ttl;
-      }
-      out.push_back(c.value);
+      auto const v = counter_of(t.name, now);
+      out.push_back(v != 0 || t.guard ? v : detail::proposed_generation());
     }
     return out;
   }
 
-  // Checks the entry's tag versions, inserts, then checks again: an
+  // Checks the entry's tag versions (creating the counters that are still
+  // missing at the versions it recorded), inserts, then checks again: an
   // invalidation bumps the counter before it drains the index, so a fill
   // that raced it is either drained with the index or caught by the second
   // check (and lookups compare versions meanwhile).
   bool store(std::string const& key, std::shared_ptr<cached_response const> entry) {
     auto const now = clock::now();
-    if (!versions_current(*entry, now)) return false;
+    auto const versions = hold_counters(*entry, now);
+    if (!versions) return false;
+    if (!recorded(*entry, *versions)) entry = with_versions(*entry, *versions);
     std::size_t const bytes = footprint(key, *entry);
     if (bytes > options_.max_entry || bytes > shard_budget())
       throw cache_error(error::entry_too_large, "entry of " + std::to_string(bytes) + " bytes exceeds the memory backend's limit");
@@ -180,10 +164,11 @@ public:
       std::unique_lock lock(s.mutex);
       auto [it, inserted] = s.counters.try_emplace(tag);
       auto& c = it->second;
+      if (inserted) s.bytes += counter_footprint(tag);
       // A missing or expired counter restarts at a fresh generation; entries
       // built under any earlier one no longer match.
       bool const fresh = inserted || c.expires <= now;
-      c.value = fresh ? detail::fresh_generation() : c.value + 1;
+      c.value = fresh ? detail::fresh_generation() : detail::bumped(c.value);
       if (fresh || mode == purge_mode::hard) c.floor = c.value;
       c.expires = std::max(c.expires, now + default_version_ttl);
       result.version = c.value;
@@ -211,6 +196,7 @@ private:
   // and per index member: the key again and the member's node.
   static constexpr std::size_t slot_overhead = 128;
   static constexpr std::size_t index_overhead = 64;
+  static constexpr std::size_t counter_overhead = 64; // map slot, value, floor, expiry
 
   struct slot {
     std::shared_ptr<cached_response const> entry;
@@ -279,6 +265,46 @@ private:
     return std::all_of(e.tags.begin(), e.tags.end(), [&](tag_version const& t) { return counter_of(t.name, now) == t.version; });
   }
 
+  // The versions the entry may be kept under (see detail/generations.hpp):
+  // its own, creating missing counters at them, or a counter's value that
+  // another first fill created meanwhile. Every counter is kept alive at
+  // least as long as the entry. Nothing when a counter moved on.
+  std::optional<std::vector<std::uint64_t>> hold_counters(cached_response const& e, clock::time_point now) {
+    std::vector<std::uint64_t> versions;
+    for (auto const& t : e.tags) {
+      versions.push_back(t.version);
+      if (t.guard) {
+        if (counter_of(t.name, now) != t.version) return std::nullopt;
+        continue;
+      }
+      if (t.version == 0) return std::nullopt;
+      auto& s = shard_of(t.name);
+      std::unique_lock lock(s.mutex);
+      auto [it, inserted] = s.counters.try_emplace(t.name);
+      auto& c = it->second;
+      if (inserted) s.bytes += counter_footprint(t.name);
+      if (inserted || c.expires <= now) c = {t.version, t.version, now};
+      if (c.value != t.version && !(detail::never_invalidated(c.value) && detail::never_invalidated(t.version)))
+        return std::nullopt;
+      versions.back() = c.value;
+      c.expires = std::max(c.expires, e.retain_until());
+    }
+    return versions;
+  }
+
+  static bool recorded(cached_response const& e, std::vector<std::uint64_t> const& versions) {
+    return std::equal(e.tags.begin(), e.tags.end(), versions.begin(), [](tag_version const& t, std::uint64_t v) { return t.version == v; });
+  }
+
+  // A copy under adopted versions: only when two first fills raced.
+  static std::shared_ptr<cached_response const> with_versions(cached_response const& e, std::vector<std::uint64_t> const& versions) {
+    auto copy = std::make_shared<cached_response>(e);
+    for (std::size_t i = 0; i < versions.size(); ++i) copy->tags[i].version = versions[i];
+    return copy;
+  }
+
+  static std::size_t counter_footprint(std::string const& tag) { return tag.size() + counter_overhead; }
+
   static bool erase_locked(shard& s, std::string const& key) {
     auto it = s.entries.find(key);
     if (it == s.entries.end()) return false;
@@ -324,7 +350,11 @@ private:
     if (s.clock.size() > 2 * s.entries.size() + 64)
       std::erase_if(s.clock, [&](clock_slot const& c) { return live(s, c) == s.entries.end(); });
     if (s.counters.size() > s.counters_high_water) {
-      boost::unordered::erase_if(s.counters, [&](auto const& kv) { return kv.second.expires <= now; });
+      boost::unordered::erase_if(s.counters, [&](auto const& kv) {
+        if (kv.second.expires > now) return false;
+        s.bytes -= counter_footprint(kv.first);
+        return true;
+      });
       s.counters_high_water = std::max<std::size_t>(1024, 2 * s.counters.size());
     }
   }

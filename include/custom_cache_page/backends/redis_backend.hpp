@@ -28,6 +28,7 @@
 
 #include <custom_cache_page/backend.hpp>
 #include <custom_cache_page/backends/memory_backend.hpp>
+#include <custom_cache_page/detail/generations.hpp>
 #include <custom_cache_page/detail/redis_client.hpp>
 #include <custom_cache_page/detail/redis_options.hpp>
 #include <custom_cache_page/detail/redis_scripts.hpp>
@@ -104,87 +105,41 @@ public:
     return out;
   }
 
+  // Reads only (one MGET): a missing counter gives its proposed generation
+  // (or 0 for a guard), which the store script creates if the entry is kept.
   std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const> tags) {
     std::vector<std::uint64_t> out;
     if (tags.empty()) return out;
-    std::vector<detail::redis_args> commands;
-    std::vector<std::uint64_t> fresh;
-    commands.reserve(2 * tags.size());
-    for (auto const& t : tags) {
-      fresh.push_back(detail::fresh_generation());
-      auto const ttl = std::max<std::int64_t>(1, t.version_ttl.count());
-      if (t.guard) {
-        // Only invalidation creates a guard; a fill just reads it.
-        detail::redis_args get{"GET"};
-        get.add(keys_.counter(t.name));
-        commands.push_back(std::move(get));
-        continue;
-      }
-      detail::redis_args set{"SET"};
-      set.add(keys_.counter(t.name)).add(fresh.back()).view("NX").view("GET").view("EX").add(ttl);
-      commands.push_back(std::move(set));
-      // Kept alive at least as long as this tag asks, like the memory backend.
-      detail::redis_args expire{"EXPIRE"};
-      expire.add(keys_.counter(t.name)).add(ttl).view("GT");
-      commands.push_back(std::move(expire));
-    }
-    return client_->run("redis tag versions (SET NX GET)", [&](detail::redis_connection& c) {
-      auto replies = c.pipeline("redis tag versions (SET NX GET)", commands);
-      std::vector<std::uint64_t> versions;
-      versions.reserve(tags.size());
-      std::size_t next = 0;
-      for (std::size_t i = 0; i < tags.size(); ++i) {
-        auto const* r = replies[next++].get();
-        if (r->type == REDIS_REPLY_ERROR) throw detail::redis_error("redis tag versions (SET NX GET)", c.context(), r);
-        if (tags[i].guard) {
-          versions.push_back(parse_counter(r));
-          continue;
-        }
-        if (r->type == REDIS_REPLY_NIL) versions.push_back(fresh[i]); // ours was set
-        else if (r->type == REDIS_REPLY_STRING) versions.push_back(parse_counter(r));
-        else throw detail::redis_error("redis tag versions (SET NX GET)", c.context(), r);
-        auto const* e = replies[next++].get();
-        if (e->type == REDIS_REPLY_ERROR) throw detail::redis_error("redis tag versions (EXPIRE GT)", c.context(), e);
-      }
-      return versions;
+    detail::redis_args a{"MGET"};
+    for (auto const& t : tags) a.add(keys_.counter(t.name));
+    auto reply = client_->run("redis tag versions (MGET)", [&](detail::redis_connection& c) {
+      auto r = c.checked("redis tag versions (MGET)", a, REDIS_REPLY_ARRAY);
+      if (r->elements != tags.size()) throw detail::redis_error("redis tag versions (MGET)", c.context(), r.get());
+      return r;
     });
+    out.reserve(tags.size());
+    for (std::size_t i = 0; i < tags.size(); ++i) {
+      auto const v = parse_counter(reply->element[i]);
+      out.push_back(v != 0 || tags[i].guard ? v : detail::proposed_generation());
+    }
+    return out;
   }
 
+  // One script run; a second one only when another first fill created a
+  // counter this entry proposed a value for (it then adopts that value, see
+  // detail/generations.hpp).
   bool store(std::string const& key, std::shared_ptr<cached_response const> entry) {
     auto const ttl = std::chrono::duration_cast<std::chrono::milliseconds>(entry->retain_until() - clock::now()).count();
-    std::string value = encode_entry(*entry);
-    if (value.size() > client_->options().max_entry)
-      throw cache_error(error::entry_too_large, fmt::format("entry of {} bytes exceeds the redis backend's max_entry of {}",
-                                                            value.size(), client_->options().max_entry));
     if (ttl <= 0) return true; // expired already: nothing to keep, nothing refused
-
-    // Counters of ordinary tags first, then those of guard tags, whose
-    // missing counter reads 0 (see the store script).
-    std::vector<tag_version const*> counters;
-    for (auto const& t : entry->tags)
-      if (!t.guard) counters.push_back(&t);
-    std::size_t const guards = entry->tags.size() - counters.size();
-    for (auto const& t : entry->tags)
-      if (t.guard) counters.push_back(&t);
-
-    auto a = detail::redis_connection::script_args();
-    a.add(keys_.page(key));
-    for (auto const* t : counters) a.add(keys_.counter(t->name));
-    std::size_t numkeys = 1 + counters.size();
-    for (auto const& t : entry->tags)
-      if (indexed(t)) {
-        a.add(keys_.index(t.name));
-        ++numkeys;
-      }
-    a.add(counters.size()).add(guards);
-    for (auto const* t : counters) a.add(t->version);
-    a.add(std::move(value)).add(ttl).view(key).add(detail::redis_prune_budget);
-
-    return client_->run("redis store (EVALSHA)", [&](detail::redis_connection& c) {
-      auto r = c.eval(detail::redis_store_script(), numkeys, a);
-      if (r->type != REDIS_REPLY_INTEGER) throw detail::redis_error("redis store (EVALSHA)", c.context(), r.get());
-      return r->integer == 1;
-    });
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      auto const outcome = store_once(key, *entry, ttl);
+      if (!outcome) return false;
+      if (outcome->empty()) return true;
+      auto copy = std::make_shared<cached_response>(*entry);
+      for (std::size_t i = 0; i < copy->tags.size(); ++i) copy->tags[i].version = (*outcome)[i];
+      entry = std::move(copy);
+    }
+    return false;
   }
 
   bool erase(std::string const& key) {
@@ -258,6 +213,46 @@ public:
   std::string index_key(std::string_view tag) const { return keys_.index(tag); }
 
 private:
+  // Runs the store script: stored (an empty vector), refused (nothing), or
+  // the versions, one per entry tag, to adopt before trying again.
+  std::optional<std::vector<std::uint64_t>> store_once(std::string const& key, cached_response const& entry, long long ttl) {
+    std::string value = encode_entry(entry);
+    if (value.size() > client_->options().max_entry)
+      throw cache_error(error::entry_too_large, fmt::format("entry of {} bytes exceeds the redis backend's max_entry of {}",
+                                                            value.size(), client_->options().max_entry));
+    // Counters of ordinary tags first, then those of guard tags, whose
+    // missing counter reads 0 (see the store script).
+    std::vector<std::size_t> order;
+    for (std::size_t i = 0; i < entry.tags.size(); ++i)
+      if (!entry.tags[i].guard) order.push_back(i);
+    std::size_t const guards = entry.tags.size() - order.size();
+    for (std::size_t i = 0; i < entry.tags.size(); ++i)
+      if (entry.tags[i].guard) order.push_back(i);
+
+    auto a = detail::redis_connection::script_args();
+    a.add(keys_.page(key));
+    for (auto i : order) a.add(keys_.counter(entry.tags[i].name));
+    std::size_t numkeys = 1 + order.size();
+    for (auto const& t : entry.tags)
+      if (indexed(t)) {
+        a.add(keys_.index(t.name));
+        ++numkeys;
+      }
+    a.add(order.size()).add(guards);
+    for (auto i : order) a.add(entry.tags[i].version);
+    a.add(std::move(value)).add(ttl).view(key).add(detail::redis_prune_budget);
+
+    return client_->run("redis store (EVALSHA)", [&](detail::redis_connection& c) -> std::optional<std::vector<std::uint64_t>> {
+      auto r = c.eval(detail::redis_store_script(), numkeys, a);
+      if (r->type == REDIS_REPLY_INTEGER) return r->integer == 1 ? std::optional(std::vector<std::uint64_t>{}) : std::nullopt;
+      if (r->type != REDIS_REPLY_ARRAY || r->elements != order.size())
+        throw detail::redis_error("redis store (EVALSHA)", c.context(), r.get());
+      std::vector<std::uint64_t> adopted(entry.tags.size());
+      for (std::size_t k = 0; k < order.size(); ++k) adopted[order[k]] = parse_counter(r->element[k]);
+      return adopted;
+    });
+  }
+
   // Versioned tags and guards need no index: their counter alone
   // invalidates, in O(1).
   static bool indexed(tag_version const& t) { return !t.versioned && !t.guard; }

@@ -74,6 +74,9 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function int(x) return string.format('%.0f', x) end
+-- Whether a counter value (a decimal string past a double's precision) is
+-- even: created by a store and never invalidated (detail/generations.hpp).
+local function even(v) return tonumber(string.sub(v, -1)) % 2 == 0 end
 -- Adds `member` to the sorted set `index` until now + ttl, prunes up to
 -- `budget` expired members, and makes the set expire with its last member.
 local function index_add(index, member, ttl, now, budget)
@@ -86,22 +89,43 @@ end
 )lua";
 
 // Stores an entry if every counter still has the version the entry recorded,
-// then indexes it under its plain tags. A missing counter never matches,
-// except for guard tags, whose missing counter reads 0 (they are created
-// only by invalidation).
+// then indexes it under its plain tags (see detail/generations.hpp). A
+// missing counter is created at the recorded version (the fill proposed it:
+// nothing was written before the entry is kept), except for guard tags,
+// whose missing counter reads 0 (they are created only by invalidation).
 // KEYS: page, the n counters (the g guards last), then the indexes.
 // ARGV: n, g, the n versions, value, ttl ms, member, prune budget.
-// Returns 1 when stored, 0 when a counter differed.
+// Returns 1 when stored, 0 when a counter moved on, or the n versions to
+// adopt when only counters created by other first fills differ.
 inline redis_script const& redis_store_script() {
   static redis_script const s = make_redis_script("redis store (EVALSHA)", std::string(redis_lua_library) + R"lua(
 local n = tonumber(ARGV[1])
 local g = tonumber(ARGV[2])
+local adopted, adopting = {}, false
 for i = 1, n do
+  local want = ARGV[i + 2]
   local current = redis.call('GET', KEYS[i + 1])
-  if not current and i > n - g then current = '0' end
-  if current ~= ARGV[i + 2] then return 0 end
+  if i > n - g then
+    if (current or '0') ~= want then return 0 end
+  elseif want == '0' then
+    return 0
+  elseif current and current ~= want then
+    if not (even(current) and even(want)) then return 0 end
+    adopted[i], adopting = current, true
+  end
+end
+if adopting then
+  local out = {}
+  for i = 1, n do out[i] = adopted[i] or ARGV[i + 2] end
+  return out
 end
 local ttl = tonumber(ARGV[n + 4])
+-- Counters are created here, at the versions the entry proposed, and live
+-- at least as long as the entry (a guard is only ever read).
+for i = 1, n - g do
+  redis.call('SET', KEYS[i + 1], ARGV[i + 2], 'NX', 'PX', ttl)
+  redis.call('PEXPIRE', KEYS[i + 1], ttl, 'GT')
+end
 redis.call('SET', KEYS[1], ARGV[n + 3], 'PX', ARGV[n + 4])
 local now = now_ms()
 local budget = tonumber(ARGV[n + 6])
@@ -166,7 +190,7 @@ if ARGV[5] == 'soft' and not fresh then
 else
   redis.call('DEL', KEYS[3])
 end
-redis.call('INCR', KEYS[1])
+redis.call('INCRBY', KEYS[1], even(redis.call('GET', KEYS[1])) and 1 or 2)
 redis.call('EXPIRE', KEYS[1], ARGV[2], 'GT')
 if ARGV[5] == 'soft' then return {redis.call('GET', KEYS[1]), 0, 0} end
 local step = drain_step(KEYS[2], ARGV[3], ARGV[4], false)
