@@ -186,7 +186,7 @@ public:
         // A fill that ended between the lookup and now (here or in another
         // process) left its entry; when another process holds the lock, its
         // entry is awaited, bounded.
-        if (auto e = lock.held ? reread(p, header) : await_other_process(p, header)) {
+        if (auto e = lock.held ? reread(p, header) : await_other_process(p, header, lock)) {
           lead.finish(true);
           stats().coalesced();
           return answer(std::move(e), header, p.backend, answer_kind::hit, "; detail=coalesced");
@@ -302,14 +302,20 @@ private:
   }
 
   // Polls the store while another process fills the key, until its entry
-  // appears or the wait is over (then this request runs the handler).
-  std::shared_ptr<cached_response const> await_other_process(prepared const& p, http::request_header<> const& req) const {
+  // appears, its lock comes free (this request then leads, holding `lock`)
+  // or the wait is over (then this request runs the handler).
+  std::shared_ptr<cached_response const> await_other_process(prepared const& p, http::request_header<> const& req,
+                                                             fill_lock& lock) const {
     auto const deadline = std::chrono::steady_clock::now() + self_->options.coalesce_wait;
     auto pause = std::chrono::milliseconds(5);
     while (std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(pause);
       pause = std::min(pause * 2, std::chrono::milliseconds(50));
       if (auto e = reread(p, req)) return e;
+      // A lock free again without an entry: that fill stored nothing (a
+      // response that may not be shared, or it failed). Waiting longer
+      // would wait for what never comes: lead instead.
+      if (lock = take_fill_lock(p); lock.held) return reread(p, req);
     }
     return nullptr;
   }

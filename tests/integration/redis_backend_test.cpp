@@ -334,7 +334,7 @@ TEST_CASE("redis_backend: erase removes one entry", "[redis][backend]") {
   CHECK(b.invalidate_tag("p").entries_removed == 0);
 }
 
-TEST_CASE("redis_backend: tag_versions reads counters in one round trip and creates none; the store creates them",
+TEST_CASE("redis_backend: tag_versions reads counters in one round trip and creates none, the store creates them",
           "[redis][backend][bounded]") {
   ccp::redis_backend b(options_for("versions"));
   auto ctx = ccp_test::redis_server::shared().connect();
@@ -365,7 +365,7 @@ TEST_CASE("redis_backend: tag_versions reads counters in one round trip and crea
   CHECK(b.tag_versions({}).empty());
 }
 
-TEST_CASE("redis_backend: concurrent first fills adopt one counter; an invalidation in between refuses",
+TEST_CASE("redis_backend: concurrent first fills adopt one counter, an invalidation in between refuses",
           "[redis][backend]") {
   ccp::redis_backend b(options_for("adopt"));
   std::vector<ccp::resolved_tag> const tags{versioned("v"), plain("p")};
