@@ -5,6 +5,8 @@
 #include <custom_cache_page/config.hpp>
 #include <custom_cache_page/registry.hpp>
 
+#include "../support/scoped_env.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
@@ -14,6 +16,7 @@
 #include <vector>
 
 namespace ccp = custom_cache_page;
+using ccp_test::scoped_env;
 using namespace std::chrono_literals;
 
 namespace {
@@ -92,17 +95,6 @@ std::string what_of(Fn&& fn) {
 }
 
 bool contains(std::string const& text, std::string const& part) { return text.find(part) != std::string::npos; }
-
-class scoped_env {
-public:
-  scoped_env(char const* name, char const* value) : name_(name) { ::setenv(name, value, 1); }
-  scoped_env(scoped_env const&) = delete;
-  scoped_env& operator=(scoped_env const&) = delete;
-  ~scoped_env() { ::unsetenv(name_); }
-
-private:
-  char const* name_;
-};
 
 } // namespace
 

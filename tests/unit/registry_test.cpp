@@ -3,6 +3,8 @@
 #include <custom_cache_page/stats.hpp>
 #include <custom_cache_page/backends/memory_backend.hpp>
 
+#include "../support/scoped_env.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -14,6 +16,7 @@
 #include <vector>
 
 namespace ccp = custom_cache_page;
+using ccp_test::scoped_env;
 using namespace std::chrono_literals;
 
 namespace {
@@ -68,17 +71,6 @@ struct tracked_backend : flaky_backend {
   explicit tracked_backend(std::shared_ptr<std::atomic<int>> d) : destroyed(std::move(d)) {}
   ~tracked_backend() { ++*destroyed; }
   std::shared_ptr<std::atomic<int>> destroyed;
-};
-
-class scoped_env {
-public:
-  scoped_env(char const* name, char const* value) : name_(name) { ::setenv(name, value, 1); }
-  scoped_env(scoped_env const&) = delete;
-  scoped_env& operator=(scoped_env const&) = delete;
-  ~scoped_env() { ::unsetenv(name_); }
-
-private:
-  char const* name_;
 };
 
 } // namespace
