@@ -1,0 +1,431 @@
+// The request engine: every decision cache_page makes about one request,
+// as a sans-io state machine (in the manner of Boost.Redis's detail/*_fsm).
+//
+// A front end starts it with the request and then performs each action it
+// returns (look the key up, join the flight, take the fill lock, wait, run
+// the handler, store, answer) and feeds the outcome back as an event. The
+// engine does no I/O, takes no locks and never waits: time comes in with
+// the events, so its transitions are tested as tables (engine_test.cpp),
+// and the synchronous and awaitable front ends share every decision.
+//
+//   start ─► lookup ─► fresh: answer_entry
+//              │       stale inside SWR: try_lead ─► lock ─► (lead) │ answer stale
+//              ▼
+//            miss ─► join ─► following: wait_flight ─► lookup ─► answer │ fill
+//                      │
+//                      ▼ leading
+//                    lock ─► held: lookup ─► answer │ fill
+//                      │     elsewhere: pause ─► lookup ─► lock ... until the deadline
+//                      ▼
+//                    fill: snapshot? ─► call_handler ─► store ─► answer_entry
+//                                                     └► answer_response (not storable)
+#pragma once
+
+#include <custom_cache_page/backend.hpp>
+#include <custom_cache_page/cache_options.hpp>
+#include <custom_cache_page/detail/digest.hpp>
+#include <custom_cache_page/detail/http_semantics.hpp>
+#include <custom_cache_page/fill_context.hpp>
+#include <custom_cache_page/keys.hpp>
+#include <custom_cache_page/request_view.hpp>
+#include <custom_cache_page/stats.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace custom_cache_page::detail {
+
+// What the front end does next.
+enum class step : std::uint8_t {
+  lookup,            // backend.lookup(key(), tags()) -> looked_up / lookup_failed
+  join,              // join the process's flight for key() -> joined
+  try_lead,          // lead key()'s flight if nobody does (no waiting) -> joined
+  lock,              // backend.try_fill_lock(key(), coalesce_wait) -> locked
+  wait_flight,       // wait for the flight joined, at most `wait` -> flight_done
+  pause,             // let `wait` pass (another process fills) -> paused
+  snapshot,          // backend.tag_versions(tags()) -> snapshot_taken / snapshot_failed
+  call_handler,      // run the handler (with a live fill_context when `fill`) -> response / handler_threw
+  store,             // backend.store(key(), `entry`) after moving the body in -> stored
+  invalidate_target, // an unsafe request succeeded: bump guard(), erase key() -> target_invalidated
+  answer_entry,      // answer from `entry` as `kind`, Cache-Status params()
+  answer_response,   // answer the handler's response, Cache-Status params()
+  rethrow,           // the handler's exception goes to the caller
+};
+
+enum class answer_kind : std::uint8_t { hit, stale, filled };
+enum class lock_outcome : std::uint8_t { held, elsewhere, failed };
+enum class store_outcome : std::uint8_t { stored, refused, too_large, failed };
+// How the front end resolved the request's backend.
+enum class backend_state : std::uint8_t { ok, unknown, failed };
+
+struct action {
+  step what = step::rethrow;
+  bool fill = false;                              // call_handler: the response may be stored
+  std::chrono::milliseconds wait{0};              // wait_flight, pause
+  std::shared_ptr<cached_response> entry;         // store (body still empty), answer_entry
+  answer_kind kind = answer_kind::hit;            // answer_entry
+  bool flight_stored = false;                     // answers: what the flight's followers learn
+};
+
+class engine {
+public:
+  using time_point = cached_response::clock::time_point;
+
+  // The internal per-target tag (see start_unsafe). It never reaches a
+  // CDN backend or a header: guard tags are marked `guard`.
+  static constexpr std::chrono::seconds guard_ttl{std::chrono::hours(24)};
+  static std::string guard_name(std::string const& key) { return "~target:" + key; }
+
+  engine(cache_options const& options, custom_cache_page::stats& stats) : o_(options), stats_(stats) {}
+
+  // The request arrives; `backend` says whether its backend could be found.
+  action start(request_view const& view, backend_state backend) {
+    auto const m = view.method();
+    if (m != http::verb::get && m != http::verb::head) return start_other(view, backend);
+    head_ = m == http::verb::head;
+    if (auto why = bypass_reason(view, o_)) return bypass(*why);
+    bool wanted = false;
+    try {
+      wanted = !o_.only_if || o_.only_if(view);
+    } catch (...) {
+      return bypass("error", true);
+    }
+    if (!wanted) return bypass("only-if");
+    if (backend == backend_state::unknown) {
+      stats_.unknown_backend();
+      return bypass("unknown-backend");
+    }
+    if (backend == backend_state::failed || !prepare(view)) return bypass("error", true);
+    try {
+      refresh_ = o_.refresh_if && o_.refresh_if(view);
+    } catch (...) {
+      stats_.error();
+    }
+    if (refresh_) {
+      fwd_ = "request";
+      return miss();
+    }
+    phase_ = phase::reading;
+    return {step::lookup};
+  }
+
+  action looked_up(lookup_result found, http::request_header<> const& req, time_point now = clock_now()) {
+    if (phase_ == phase::reading) return first_look(std::move(found), req, now);
+    if (answers_fresh(found, req, now)) {
+      stats_.coalesced();
+      params_ = "; detail=coalesced";
+      return {step::answer_entry, false, {}, std::const_pointer_cast<cached_response>(found.entry), answer_kind::hit, true};
+    }
+    if (phase_ == phase::rereading_remote && now < deadline_) {
+      phase_ = phase::relocking;
+      return {step::lock};
+    }
+    // The newest counters the fill can be built under (a failed read
+    // leaves none: they are then read apart).
+    found_.versions = std::move(found.versions);
+    return fill_or_snapshot();
+  }
+
+  action lookup_failed(http::request_header<> const& req, time_point now = clock_now()) {
+    stats_.error();
+    if (phase_ == phase::reading) store_down_ = true;
+    return looked_up({}, req, now);
+  }
+
+  // Whether this request leads key()'s flight (join or try_lead).
+  action joined(bool leading) {
+    if (phase_ == phase::revalidating && !leading) return stale_answer("; detail=revalidating");
+    if (!leading) {
+      phase_ = phase::following;
+      return {step::wait_flight, false, o_.coalesce_wait};
+    }
+    leading_ = true;
+    return {step::lock};
+  }
+
+  action locked(lock_outcome outcome, time_point now = clock_now()) {
+    if (outcome == lock_outcome::failed) stats_.error(); // a store that is down must not make requests wait
+    bool const held = outcome != lock_outcome::elsewhere;
+    if (phase_ == phase::revalidating) return held ? classify_stale() : stale_answer("; detail=revalidating");
+    if (held) {
+      phase_ = phase::rereading; // a fill that ended meanwhile (here or elsewhere) left its entry
+      return {step::lookup};
+    }
+    if (phase_ != phase::relocking) {
+      deadline_ = now + o_.coalesce_wait;
+      pause_ = std::chrono::milliseconds(5);
+    } else {
+      pause_ = std::min(pause_ * 2, std::chrono::milliseconds(50));
+    }
+    if (now >= deadline_) return fill_or_snapshot();
+    phase_ = phase::waiting_remote;
+    return {step::pause, false, pause_};
+  }
+
+  action paused() {
+    phase_ = phase::rereading_remote;
+    return {step::lookup};
+  }
+
+  action flight_done(bool stored) {
+    if (!stored) return fill_or_snapshot();
+    phase_ = phase::rereading;
+    return {step::lookup};
+  }
+
+  action snapshot_taken(std::vector<std::uint64_t> versions) {
+    found_.versions = std::move(versions);
+    return call_filling();
+  }
+
+  action snapshot_failed() {
+    stats_.error();
+    snapshot_ok_ = false;
+    return call_filling();
+  }
+
+  action handler_threw() {
+    if (phase_ != phase::filling || !fallback_) return {step::rethrow};
+    stats_.error();
+    return stale_fallback("; detail=stale-if-error");
+  }
+
+  // The handler answered. `res` may be amended (what a stored response
+  // replays); `body` is its body's bytes.
+  action response(http::response_header<>& res, std::string_view body, fill_context const& ctx,
+                  http::request_header<> const& req, time_point now = clock_now()) {
+    if (phase_ == phase::unsafe) return unsafe_done(res.result_int());
+    if (phase_ != phase::filling) return {step::answer_response};
+    if (fallback_ && res.result_int() >= 500) return stale_fallback(fmt::format("; fwd-status={}; detail=stale-if-error", res.result_int()));
+    auto why = not_storable(res, body.size(), o_);
+    if (!why && ctx.declined()) why = not_stored_reason::handler_declined;
+    if (!why && (!snapshot_ok_ || ctx.snapshot_failed())) why = not_stored_reason::store_failed;
+    auto const ttl = why ? std::chrono::seconds(0) : timeout(res);
+    if (!why && ttl.count() <= 0) why = not_stored_reason::zero_timeout;
+    if (why) return not_stored(*why);
+    return {step::store, false, {}, make_entry(res, body, ctx, req, ttl, now)};
+  }
+
+  action stored(store_outcome outcome, std::shared_ptr<cached_response> entry) {
+    if (outcome == store_outcome::stored) {
+      stats_.store();
+      params_ = fmt::format("fwd={}; stored", fwd_);
+    } else {
+      auto const why = outcome == store_outcome::refused     ? not_stored_reason::invalidated
+                       : outcome == store_outcome::too_large ? not_stored_reason::too_large
+                                                             : not_stored_reason::store_failed;
+      if (outcome == store_outcome::failed) stats_.error();
+      stats_.not_stored(why);
+      params_ = fmt::format("fwd={}; detail={}", fwd_, to_string(why));
+    }
+    return {step::answer_entry, false, {}, std::move(entry), answer_kind::filled, outcome == store_outcome::stored};
+  }
+
+  action target_invalidated(bool ok) {
+    if (!ok) stats_.error();
+    return {step::answer_response};
+  }
+
+  std::string const& key() const { return key_; }
+  std::vector<resolved_tag> const& tags() const { return tags_; }
+  std::string const& guard() const { return tags_.back().name; }
+  // The Cache-Status parameters of the answer, for answer_entry after the
+  // hit's own ("hit; ttl=N") and for answer_response alone.
+  std::string const& params() const { return params_; }
+
+private:
+  enum class phase : std::uint8_t {
+    passing, unsafe, reading, revalidating, joining, following, rereading, waiting_remote, rereading_remote, relocking,
+    snapshotting, filling
+  };
+
+  static time_point clock_now() { return cached_response::clock::now(); }
+
+  action bypass(std::string_view why, bool error = false) {
+    if (error) stats_.error();
+    stats_.bypass();
+    phase_ = phase::passing;
+    params_ = fmt::format("fwd=bypass; detail={}", why);
+    return {step::call_handler};
+  }
+
+  // Unsafe methods run the handler and, when it succeeds, invalidate what
+  // a GET of the same target would hit (RFC 9111 §4.4) through the target
+  // guard: a GET fill that started before is then not stored either.
+  action start_other(request_view const& view, backend_state backend) {
+    stats_.bypass();
+    params_ = "fwd=method";
+    phase_ = phase::passing;
+    if (!is_unsafe(view.method()) || !view.valid()) return {step::call_handler};
+    if (backend == backend_state::unknown) {
+      stats_.unknown_backend();
+      return {step::call_handler};
+    }
+    if (backend == backend_state::failed || !prepare(view)) {
+      stats_.error();
+      return {step::call_handler};
+    }
+    phase_ = phase::unsafe;
+    return {step::call_handler};
+  }
+
+  action unsafe_done(unsigned status) {
+    if (status >= 400) return {step::answer_response};
+    return {step::invalidate_target};
+  }
+
+  bool prepare(request_view const& view) {
+    try {
+      tags_ = resolve_tags(o_.tags, view);
+      key_ = storage_key(o_.prefix(view), o_.key_func(view), tags_);
+      tags_.push_back({guard_name(key_), false, guard_ttl, true});
+      return true;
+    } catch (...) {
+      return false;
+    }
+  }
+
+  action first_look(lookup_result found, http::request_header<> const& req, time_point now) {
+    found_ = std::move(found);
+    fwd_ = "miss";
+    if (!found_.entry) return miss();
+    if (!entry_answers(*found_.entry, tags_, found_.versions, req, found_.soft_purged)) {
+      fwd_ = "vary-miss";
+      return miss();
+    }
+    judged_ = judge(*found_.entry, found_.soft_purged, now);
+    if (judged_.state == freshness::fresh) {
+      stats_.hit();
+      params_.clear();
+      return {step::answer_entry, false, {}, std::const_pointer_cast<cached_response>(found_.entry), answer_kind::hit};
+    }
+    if (judged_.state != freshness::revalidate_stale) return classify_stale();
+    phase_ = phase::revalidating; // one request refreshes; the others answer stale meanwhile
+    return {step::try_lead};
+  }
+
+  // A stale entry that is not answered now may still stand in for a
+  // failing handler.
+  action classify_stale() {
+    if (judged_.state != freshness::unusable && found_.entry->stale_if_error > judged_.stale_for) fallback_ = found_.entry;
+    fwd_ = "stale";
+    return miss();
+  }
+
+  action stale_answer(std::string_view params) {
+    stats_.stale();
+    params_ = params;
+    return {step::answer_entry, false, {}, std::const_pointer_cast<cached_response>(found_.entry), answer_kind::stale};
+  }
+
+  action stale_fallback(std::string params) {
+    stats_.stale();
+    params_ = std::move(params);
+    return {step::answer_entry, false, {}, std::const_pointer_cast<cached_response>(fallback_), answer_kind::stale};
+  }
+
+  action miss() {
+    stats_.miss();
+    if (head_ || store_down_) {
+      auto const why = head_ ? not_stored_reason::head_request : not_stored_reason::store_failed;
+      stats_.not_stored(why);
+      phase_ = phase::passing;
+      params_ = fmt::format("fwd={}; detail={}", fwd_, head_ ? "head" : "store-unavailable");
+      return {step::call_handler, true};
+    }
+    if (leading_ || refresh_ || !o_.coalesce) return fill_or_snapshot(); // leading_: a stale-while-revalidate leader
+    phase_ = phase::joining;
+    return {step::join};
+  }
+
+  // The versions a fill is built under are read before its handler runs;
+  // missing ones (a first fill, or a lookup that did not happen) first.
+  action fill_or_snapshot() {
+    bool missing = found_.versions.size() != tags_.size();
+    for (std::size_t i = 0; !missing && i < tags_.size(); ++i) missing = found_.versions[i] == 0 && !tags_[i].guard;
+    if (!missing) return call_filling();
+    phase_ = phase::snapshotting;
+    return {step::snapshot};
+  }
+
+  action call_filling() {
+    phase_ = phase::filling;
+    return {step::call_handler, true};
+  }
+
+  bool answers_fresh(lookup_result const& found, http::request_header<> const& req, time_point now) const {
+    return found.entry && !found.soft_purged && entry_answers(*found.entry, tags_, found.versions, req) &&
+           found.entry->expires_at > now;
+  }
+
+  std::chrono::seconds timeout(http::response_header<> const& res) {
+    try {
+      return o_.timeout(res);
+    } catch (...) {
+      stats_.error();
+      return std::chrono::seconds(0);
+    }
+  }
+
+  action not_stored(not_stored_reason why) {
+    stats_.not_stored(why);
+    params_ = fmt::format("fwd={}; detail={}", fwd_, to_string(why));
+    return {step::answer_response};
+  }
+
+  std::shared_ptr<cached_response> make_entry(http::response_header<>& res, std::string_view body, fill_context const& ctx,
+                                              http::request_header<> const& req, std::chrono::seconds ttl, time_point now) const {
+    auto e = std::make_shared<cached_response>();
+    e->status = res.result_int();
+    e->stored_at = now;
+    e->expires_at = now + ttl;
+    e->stale_while_revalidate = stale_window(res, "stale-while-revalidate", o_.stale_while_revalidate);
+    e->stale_if_error = stale_window(res, "stale-if-error", o_.stale_if_error);
+    // As Django's patch_response_headers: Expires unless set, and a max-age
+    // no longer than the timeout.
+    if (res.find(http::field::expires) == res.end()) res.set(http::field::expires, http_date(e->expires_at));
+    res.set(http::field::cache_control, with_max_age(res[http::field::cache_control], ttl.count(), true));
+    if (o_.add_etag && res.find(http::field::etag) == res.end())
+      res.set(http::field::etag, "\"" + sha256_hex(body).substr(0, 32) + "\"");
+    for (auto const& f : res)
+      if (stored_field(res, f.name(), f.name_string())) e->headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    for (std::size_t i = 0; i < tags_.size(); ++i)
+      e->tags.push_back({tags_[i].name, found_.versions[i], tags_[i].versioned, tags_[i].guard});
+    for (std::size_t i = 0; i < ctx.added_tags().size(); ++i) {
+      auto const& t = ctx.added_tags()[i];
+      if (std::none_of(e->tags.begin(), e->tags.end(), [&](tag_version const& x) { return x.name == t.name; }))
+        e->tags.push_back({t.name, ctx.added_versions()[i], t.versioned});
+    }
+    if (o_.honour_vary) e->vary = vary_values(req, vary_fields(res));
+    return e;
+  }
+
+  cache_options const& o_;
+  custom_cache_page::stats& stats_;
+  phase phase_ = phase::passing;
+  std::string key_;
+  std::vector<resolved_tag> tags_;
+  std::string params_;
+  std::string_view fwd_ = "miss";
+  lookup_result found_;
+  staleness judged_;
+  std::shared_ptr<cached_response const> fallback_;
+  time_point deadline_{};
+  std::chrono::milliseconds pause_{5};
+  bool head_ = false;
+  bool refresh_ = false;
+  bool store_down_ = false;
+  bool leading_ = false;
+  bool snapshot_ok_ = true;
+};
+
+} // namespace custom_cache_page::detail
