@@ -1,29 +1,36 @@
-// The backend concept: what a store of cached pages must offer, and
-// any_backend, the type-erased handle the registry and cache_page hold.
+// The backend concepts, and any_backend, the type-erased handle the
+// registry and cache_page hold.
+//
+// Every backend purges by tag and decorates responses (`backend`):
 //
 // | expression                  | meaning                                                       |
 // |-----------------------------|---------------------------------------------------------------|
+// | b.invalidate_tag(tag, mode) | purges what the tag covers: hard, or soft (served only as     |
+// |                             | stale); throws when it could not                              |
+// | b.prepare_response(f, tags) | adds the backend's own headers (CDN tag headers) to a         |
+// |                             | response carrying `tags` (std::span<std::string_view const>:  |
+// |                             | the public tag names; internal tags never reach a backend)    |
+//
+// A CDN backend (Fastly, Cloudflare, Varnish, a user's) is exactly that. A
+// store backend (`store_backend`: memory, Redis, composite, a user's) also
+// keeps pages; decorating is optional for it:
+//
 // | b.lookup(key, tags)         | the entry under `key` (null when absent, past its             |
 // |                             | retain_until(), or hard-invalidated) and the current counter  |
 // |                             | of each tag, 0 for a counter that does not exist, read in ONE |
 // |                             | trip to the store; `soft_purged` when a tag of the entry was  |
 // |                             | soft-purged since it was built                                |
-// | b.tag_versions(tags)        | the counters of `tags`, creating missing ones at a fresh      |
-// |                             | random generation (never a small constant); a `guard` tag is  |
-// |                             | only read (0 when missing)                                    |
-// | b.store(key, entry)         | stores `entry` unless a counter (0 when missing) differs from |
-// |                             | the version the entry recorded (a tag was invalidated         |
-// |                             | meanwhile): then false;                                       |
+// | b.tag_versions(tags)        | the counters of `tags`; a missing one reads as a proposal     |
+// |                             | (detail/generations.hpp) that a store creates it at; a        |
+// |                             | `guard` tag reads 0 when missing                              |
+// | b.store(key, entry)         | stores `entry` unless a counter differs from the version the  |
+// |                             | entry recorded (a tag was invalidated meanwhile): then false; |
 // |                             | indexes the key under each plain, non-guard tag; checked and  |
-// |                             | stored                                                        |
-// |                             | atomically; throws cache_error(entry_too_large) for an entry  |
-// |                             | over the store's own limit                                    |
+// |                             | stored atomically; throws cache_error(entry_too_large) for an |
+// |                             | entry over the store's own limit                              |
 // | b.erase(key)                | removes the entry; true if there was one                      |
-// | b.invalidate_tag(tag, mode) | bumps the tag's counter and removes the entries indexed under |
-// |                             | it (purge_mode::hard), or leaves them to be served only as    |
-// |                             | stale (purge_mode::soft); throws when it could not            |
-// | b.prepare_response(f, tags) | adds the backend's own headers (CDN tag headers) to a response;|
-// |                             | tags with `guard` set are internal and never sent              |
+// | b.invalidate_tag(tag, mode) | also bumps the tag's counter; hard removes the entries        |
+// |                             | indexed under it                                              |
 //
 // Optionally, for stores shared by several processes, a fill lock:
 //
@@ -48,6 +55,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace custom_cache_page {
@@ -78,16 +86,29 @@ struct invalidation_result {
 };
 
 template <class B>
-concept backend = requires(B& b, std::string const& key, std::span<resolved_tag const> tags,
-                           std::shared_ptr<cached_response const> entry, std::string const& tag,
-                           boost::beast::http::fields& fields, std::span<tag_version const> names) {
+concept backend = requires(B& b, std::string const& tag, boost::beast::http::fields& fields,
+                           std::span<std::string_view const> names) {
+  { b.invalidate_tag(tag, purge_mode::hard) } -> std::same_as<invalidation_result>;
+  b.prepare_response(fields, names);
+};
+
+template <class B>
+concept store_backend = requires(B& b, std::string const& key, std::span<resolved_tag const> tags,
+                                 std::shared_ptr<cached_response const> entry, std::string const& tag) {
   { b.lookup(key, tags) } -> std::same_as<lookup_result>;
   { b.tag_versions(tags) } -> std::same_as<std::vector<std::uint64_t>>;
   { b.store(key, entry) } -> std::same_as<bool>;
   { b.erase(key) } -> std::same_as<bool>;
   { b.invalidate_tag(tag, purge_mode::hard) } -> std::same_as<invalidation_result>;
-  b.prepare_response(fields, names);
 };
+
+// A backend that only purges and decorates: it keeps no pages.
+template <class B>
+concept cdn_backend = backend<B> && !store_backend<B>;
+
+// What any_backend holds: a store or a CDN backend.
+template <class B>
+concept store_or_cdn_backend = store_backend<B> || backend<B>;
 
 template <class B>
 concept fill_locking = requires(B& b, std::string const& key, std::chrono::milliseconds ttl, std::string const& token) {
@@ -95,18 +116,31 @@ concept fill_locking = requires(B& b, std::string const& key, std::chrono::milli
   b.release_fill_lock(key, token);
 };
 
-// A copyable handle to any backend (shared ownership).
+// The public names among an entry's tags: what CDN backends and headers
+// see. The one place internal (guard) tags are left out.
+inline std::vector<std::string_view> public_tag_names(std::span<tag_version const> tags) {
+  std::vector<std::string_view> names;
+  names.reserve(tags.size());
+  for (auto const& t : tags)
+    if (!t.guard) names.emplace_back(t.name);
+  return names;
+}
+
+// A copyable handle to any backend (shared ownership). A CDN backend held
+// alone keeps nothing: its lookups miss and keeps_entries() is false.
 class any_backend {
 public:
   any_backend() = default;
 
-  template <backend B>
+  template <store_or_cdn_backend B>
   any_backend(std::shared_ptr<B> b) : self_(std::make_shared<model<B>>(std::move(b))) {} // NOLINT: implicit
 
   explicit operator bool() const { return self_ != nullptr; }
+  bool keeps_entries() const { return self_->keeps_entries(); }
 
   lookup_result lookup(std::string const& key, std::span<resolved_tag const> tags) const { return self_->lookup(key, tags); }
   std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const> tags) const { return self_->tag_versions(tags); }
+  // False also when the backend keeps no entries.
   bool store(std::string const& key, std::shared_ptr<cached_response const> entry) const {
     return self_->store(key, std::move(entry));
   }
@@ -114,8 +148,15 @@ public:
   invalidation_result invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) const {
     return self_->invalidate_tag(tag, mode);
   }
-  void prepare_response(boost::beast::http::fields& f, std::span<tag_version const> names) const {
-    self_->prepare_response(f, names);
+  // Bumps an internal (guard) tag: stores only, never a CDN backend.
+  void invalidate_internal_tag(std::string const& tag) const { self_->invalidate_internal_tag(tag); }
+  // Decorates a response carrying an entry's `tags`: the backend sees
+  // their public names.
+  void prepare_response(boost::beast::http::fields& f, std::span<tag_version const> tags) const {
+    if (self_->decorates()) self_->prepare_response(f, public_tag_names(tags));
+  }
+  void prepare_response(boost::beast::http::fields& f, std::span<std::string_view const> names) const {
+    if (self_->decorates()) self_->prepare_response(f, names);
   }
   // A backend without fill locks grants every one (an empty token): the
   // coalescing within the process is then all there is.
@@ -134,24 +175,51 @@ public:
 private:
   struct concept_ {
     virtual ~concept_() = default;
+    virtual bool keeps_entries() const = 0;
     virtual lookup_result lookup(std::string const&, std::span<resolved_tag const>) = 0;
     virtual std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const>) = 0;
     virtual bool store(std::string const&, std::shared_ptr<cached_response const>) = 0;
     virtual bool erase(std::string const&) = 0;
     virtual invalidation_result invalidate_tag(std::string const&, purge_mode) = 0;
-    virtual void prepare_response(boost::beast::http::fields&, std::span<tag_version const>) = 0;
+    virtual void invalidate_internal_tag(std::string const&) = 0;
+    virtual bool decorates() const = 0;
+    virtual void prepare_response(boost::beast::http::fields&, std::span<std::string_view const>) = 0;
     virtual std::optional<std::string> try_fill_lock(std::string const&, std::chrono::milliseconds) = 0;
     virtual void release_fill_lock(std::string const&, std::string const&) = 0;
   };
   template <class B>
   struct model final : concept_ {
+    static constexpr bool stores = store_backend<B>;
     explicit model(std::shared_ptr<B> p) : b(std::move(p)) {}
-    lookup_result lookup(std::string const& k, std::span<resolved_tag const> t) override { return b->lookup(k, t); }
-    std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const> t) override { return b->tag_versions(t); }
-    bool store(std::string const& k, std::shared_ptr<cached_response const> e) override { return b->store(k, std::move(e)); }
-    bool erase(std::string const& k) override { return b->erase(k); }
+    bool keeps_entries() const override {
+      if constexpr (requires { b->keeps_entries(); }) return b->keeps_entries();
+      else return stores;
+    }
+    lookup_result lookup(std::string const& k, std::span<resolved_tag const> t) override {
+      if constexpr (stores) return b->lookup(k, t);
+      else return {nullptr, std::vector<std::uint64_t>(t.size(), 0)};
+    }
+    std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const> t) override {
+      if constexpr (stores) return b->tag_versions(t);
+      else return std::vector<std::uint64_t>(t.size(), 0);
+    }
+    bool store(std::string const& k, std::shared_ptr<cached_response const> e) override {
+      if constexpr (stores) return b->store(k, std::move(e));
+      else return false;
+    }
+    bool erase(std::string const& k) override {
+      if constexpr (stores) return b->erase(k);
+      else return false;
+    }
     invalidation_result invalidate_tag(std::string const& t, purge_mode m) override { return b->invalidate_tag(t, m); }
-    void prepare_response(boost::beast::http::fields& f, std::span<tag_version const> n) override { b->prepare_response(f, n); }
+    void invalidate_internal_tag(std::string const& t) override {
+      if constexpr (requires { b->invalidate_internal_tag(t); }) b->invalidate_internal_tag(t);
+      else if constexpr (stores) b->invalidate_tag(t, purge_mode::hard);
+    }
+    bool decorates() const override { return backend<B>; }
+    void prepare_response(boost::beast::http::fields& f, std::span<std::string_view const> names) override {
+      if constexpr (backend<B>) b->prepare_response(f, names);
+    }
     std::optional<std::string> try_fill_lock(std::string const& k, std::chrono::milliseconds ttl) override {
       if constexpr (fill_locking<B>) return b->try_fill_lock(k, ttl);
       else return std::string();

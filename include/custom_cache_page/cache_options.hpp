@@ -66,7 +66,7 @@ public:
   backend_choice(std::string name) : choice_(std::move(name)) {} // NOLINT
   backend_choice(char const* name) : choice_(std::string(name)) {} // NOLINT
   backend_choice(any_backend b) : choice_(std::move(b)) {}          // NOLINT
-  template <backend B>
+  template <store_or_cdn_backend B>
   backend_choice(std::shared_ptr<B> b) : choice_(any_backend(std::move(b))) {} // NOLINT
 
   bool is_default() const { return std::holds_alternative<std::monostate>(choice_); }

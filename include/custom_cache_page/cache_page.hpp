@@ -260,9 +260,9 @@ private:
 
     detail::action store(std::shared_ptr<cached_response> e) {
       e->body = detail::take_body<body_type>(res_->body());
-      auto outcome = detail::store_outcome::stored;
+      auto outcome = backend_.keeps_entries() ? detail::store_outcome::stored : detail::store_outcome::not_kept;
       try {
-        if (!backend_.store(en_.key(), e)) outcome = detail::store_outcome::refused;
+        if (outcome == detail::store_outcome::stored && !backend_.store(en_.key(), e)) outcome = detail::store_outcome::refused;
       } catch (cache_error const& err) {
         outcome = err.code() == error::entry_too_large ? detail::store_outcome::too_large : detail::store_outcome::failed;
       } catch (...) {
@@ -273,7 +273,7 @@ private:
 
     bool invalidate_target() {
       try {
-        backend_.invalidate_tag(en_.guard());
+        backend_.invalidate_internal_tag(en_.guard());
         backend_.erase(en_.key()); // frees it now; the guard already makes it a miss
         return true;
       } catch (...) {

@@ -22,6 +22,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <functional>
 #include <limits>
 #include <map>
@@ -66,6 +67,16 @@ inline std::size_t parse_index(std::string_view text, std::string_view what) {
   return n;
 }
 
+// The member list of "composite://a,b://host:port": set when a member URL
+// stands in the list (before any '?', so that ?member=URL is not one).
+inline std::optional<std::string_view> composite_list(std::string_view url) {
+  constexpr std::string_view scheme = "composite://";
+  if (!url.starts_with(scheme)) return std::nullopt;
+  auto const list = url.substr(scheme.size());
+  if (list.substr(0, list.find('?')).find("://") == std::string_view::npos) return std::nullopt;
+  return list;
+}
+
 } // namespace detail
 
 // Builds a backend from a URL. The core knows:
@@ -74,6 +85,9 @@ inline std::size_t parse_index(std::string_view text, std::string_view what) {
 //   composite://memory,varnish        members by name: a backend registered
 //                                     under that name (shared, not copied),
 //                                     else a new one from "<name>://"
+//   composite://memory,varnish://127.0.0.1:6081
+//                                     names and member URLs in one list
+//                                     (options then take the form below)
 //   composite://?member=memory://&member=varnish://127.0.0.1:6081&read=0&versions=0
 //                                     members by URL, in order (percent-encode
 //                                     '%', '&' and '#' inside a member URL);
@@ -117,6 +131,7 @@ public:
 
   // A new backend from its URL; an unknown scheme throws naming it.
   any_backend make_backend(std::string_view url) const {
+    if (auto list = detail::composite_list(url)) return make_composite_list(*list);
     auto parsed = boost::urls::parse_uri(url);
     if (!parsed)
       throw cache_error(error::bad_configuration, "bad backend URL '" + std::string(url) + "'");
@@ -248,53 +263,73 @@ private:
     return default_name_.empty() ? any_backend() : backends_.at(default_name_);
   }
 
+  static cache_error member_error(std::size_t i, std::string const& name, std::exception const& e) {
+    auto const* ce = dynamic_cast<cache_error const*>(&e);
+    return cache_error(ce != nullptr ? static_cast<error>(ce->code().value()) : error::bad_configuration,
+                       "composite:// member " + std::to_string(i) + " '" + name + "': " + e.what());
+  }
+
+  // Member `i` by name: the backend registered under it (shared, not
+  // copied), else a new one from "<name>://".
+  composite_member member_named(std::size_t i, std::string const& name) const {
+    if (name.empty()) throw cache_error(error::bad_configuration, "composite:// has an empty member name");
+    try {
+      any_backend b;
+      {
+        std::shared_lock lock(mutex_);
+        if (auto it = backends_.find(name); it != backends_.end()) b = it->second;
+      }
+      return {name, b ? b : make_backend(name + "://")};
+    } catch (std::exception const& e) {
+      throw member_error(i, name, e);
+    }
+  }
+
+  // Member `i` from its URL, named by its scheme in errors (the URL may
+  // hold a password).
+  composite_member member_at(std::size_t i, std::string_view url) const {
+    auto parsed = boost::urls::parse_uri(url);
+    if (!parsed) throw cache_error(error::bad_configuration, "composite:// member " + std::to_string(i) + " is not a URL");
+    std::string const scheme(parsed->scheme());
+    try {
+      return {scheme, make_backend(url)};
+    } catch (std::exception const& e) {
+      throw member_error(i, scheme, e);
+    }
+  }
+
+  // composite://memory,varnish://127.0.0.1:6081: names and member URLs
+  // separated by commas, as a user writes them (no options: those take
+  // the ?member= form).
+  any_backend make_composite_list(std::string_view list) const {
+    std::vector<composite_member> members;
+    for (std::size_t start = 0; start <= list.size();) {
+      auto const end = std::min(list.find(',', start), list.size());
+      auto const item = list.substr(start, end - start);
+      members.push_back(item.find("://") != std::string_view::npos ? member_at(members.size(), item)
+                                                                    : member_named(members.size(), std::string(item)));
+      start = end + 1;
+    }
+    return any_backend(std::make_shared<composite_backend>(std::move(members)));
+  }
+
   any_backend make_composite(boost::urls::url_view const& u) const {
     std::vector<composite_member> members;
     composite_backend_options options;
-    auto member_error = [&](std::size_t i, std::string const& name, std::exception const& e) {
-      auto const* ce = dynamic_cast<cache_error const*>(&e);
-      return cache_error(ce != nullptr ? static_cast<error>(ce->code().value()) : error::bad_configuration,
-                         "composite:// member " + std::to_string(i) + " '" + name + "': " + e.what());
-    };
     if (u.has_userinfo() || u.has_port() || (!u.path().empty() && u.path() != "/"))
       throw cache_error(error::bad_configuration, "composite:// takes member names as its host, nothing else before '?'");
     std::string const names = u.host();
     for (std::size_t start = 0; start < names.size();) {
-      std::size_t end = names.find(',', start);
-      if (end == std::string::npos) end = names.size();
-      std::string const name = names.substr(start, end - start);
+      auto const end = std::min(names.find(',', start), names.size());
+      members.push_back(member_named(members.size(), names.substr(start, end - start)));
       start = end + 1;
-      if (name.empty()) throw cache_error(error::bad_configuration, "composite:// has an empty member name");
-      try {
-        any_backend b;
-        {
-          std::shared_lock lock(mutex_);
-          if (auto it = backends_.find(name); it != backends_.end()) b = it->second;
-        }
-        members.push_back({name, b ? b : make_backend(name + "://")});
-      } catch (std::exception const& e) {
-        throw member_error(members.size(), name, e);
-      }
     }
     // '+' stays '+': it is not a space inside a member URL.
     for (auto const& p : u.params(boost::urls::encoding_opts{})) {
-      if (p.key == "member") {
-        auto parsed = boost::urls::parse_uri(p.value);
-        std::string const i = std::to_string(members.size());
-        if (!parsed) throw cache_error(error::bad_configuration, "composite:// member " + i + " is not a URL");
-        std::string const scheme(parsed->scheme());
-        try {
-          members.push_back({scheme, make_backend(p.value)});
-        } catch (std::exception const& e) {
-          throw member_error(members.size(), scheme, e);
-        }
-      } else if (p.key == "read") {
-        options.read = detail::parse_index(p.value, "composite:// read");
-      } else if (p.key == "versions") {
-        options.versions = detail::parse_index(p.value, "composite:// versions");
-      } else {
-        throw cache_error(error::bad_configuration, "unknown composite:// option '" + std::string(p.key) + "'");
-      }
+      if (p.key == "member") members.push_back(member_at(members.size(), p.value));
+      else if (p.key == "read") options.read = detail::parse_index(p.value, "composite:// read");
+      else if (p.key == "versions") options.versions = detail::parse_index(p.value, "composite:// versions");
+      else throw cache_error(error::bad_configuration, "unknown composite:// option '" + std::string(p.key) + "'");
     }
     if (members.empty())
       throw cache_error(error::bad_configuration, "composite:// needs members: composite://a,b or ?member=URL");

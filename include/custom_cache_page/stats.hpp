@@ -25,13 +25,15 @@ enum class not_stored_reason : std::uint8_t {
   head_request,     // a HEAD miss: no body to store
   zero_timeout,     // timeout of zero or less
   store_failed,     // the backend could not store it
+  no_store_backend, // the backend keeps no pages (a CDN backend alone)
   count_
 };
 
 inline constexpr std::string_view to_string(not_stored_reason r) {
   constexpr std::array<std::string_view, static_cast<std::size_t>(not_stored_reason::count_)> names{
       "status", "set-cookie", "no-store", "private", "vary-star", "too-large",
-      "handler-declined", "invalidated", "head", "zero-timeout", "store-failed"};
+      "handler-declined", "invalidated", "head", "zero-timeout", "store-failed",
+      "no-store-backend"};
   return names[static_cast<std::size_t>(r)];
 }
 

@@ -398,9 +398,8 @@ struct broken_backend {
   bool store(std::string const&, std::shared_ptr<ccp::cached_response const>) { throw std::runtime_error("down"); }
   bool erase(std::string const&) { throw std::runtime_error("down"); }
   ccp::invalidation_result invalidate_tag(std::string const&, ccp::purge_mode) { throw std::runtime_error("down"); }
-  void prepare_response(http::fields&, std::span<ccp::tag_version const>) {}
 };
-static_assert(ccp::backend<broken_backend>);
+static_assert(ccp::store_backend<broken_backend>);
 } // namespace
 
 TEST_CASE("a failing cache never fails the request", "[cache_page][failure]") {

@@ -1,6 +1,9 @@
 // The CDN backends (cdn.hpp): tag headers within each provider's limits,
 // and purge requests against an in-process fake of each provider's API.
+#include <custom_cache_page/cache_page.hpp>
 #include <custom_cache_page/cdn.hpp>
+
+#include "../support/messages.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http.hpp>
@@ -165,7 +168,7 @@ ccp::tag_version tag(std::string name, bool guard = false) {
 std::string emitted(ccp::cdn_header_backend& b, std::vector<ccp::tag_version> const& tags,
                     http::fields* out = nullptr) {
   http::fields f;
-  b.prepare_response(f, tags);
+  b.prepare_response(f, ccp::public_tag_names(tags));
   std::string value(f[std::string(b.tag_syntax().header)]);
   if (out != nullptr) *out = f;
   return value;
@@ -343,17 +346,21 @@ TEST_CASE("fastly: a slow API times out, retried once", "[cdn][fastly]") {
   CHECK(api.requests().size() >= 1);
 }
 
-TEST_CASE("fastly: the backend keeps nothing: lookups miss, versions 0, stores accepted", "[cdn][fastly]") {
+// A CDN backend purges and decorates; it is not a store and never says it
+// stored anything.
+static_assert(ccp::cdn_backend<ccp::fastly_backend> && !ccp::store_backend<ccp::fastly_backend>);
+static_assert(ccp::cdn_backend<ccp::cloudflare_backend> && ccp::cdn_backend<ccp::varnish_backend>);
+static_assert(!ccp::cdn_backend<ccp::memory_backend> && !ccp::cdn_backend<ccp::composite_backend>);
+
+TEST_CASE("fastly alone keeps nothing: lookups miss, stores are refused, no request made", "[cdn][fastly]") {
   fake_api api({fastly_ok()});
-  ccp::fastly_backend b(fastly_options(api));
+  ccp::any_backend b(std::make_shared<ccp::fastly_backend>(fastly_options(api)));
   std::vector<ccp::resolved_tag> tags{{"a"}, {"b"}};
-  auto r = b.lookup("k", tags);
-  CHECK(r.entry == nullptr);
-  CHECK(r.versions == std::vector<std::uint64_t>{0, 0});
-  CHECK(b.tag_versions(tags) == std::vector<std::uint64_t>{0, 0});
-  CHECK(b.store("k", std::make_shared<ccp::cached_response const>()));
-  CHECK_FALSE(b.erase("k"));
+  CHECK_FALSE(b.keeps_entries());
   CHECK(b.lookup("k", tags).entry == nullptr);
+  CHECK_FALSE(b.store("k", std::make_shared<ccp::cached_response const>()));
+  CHECK_FALSE(b.erase("k"));
+  b.invalidate_internal_tag("~target:k"); // a guard: never sent to a CDN
   CHECK(api.requests().empty());
 }
 
@@ -373,9 +380,10 @@ TEST_CASE("tag headers: each provider's header name and separator, guard tags ne
   CHECK(emitted(varnish, tags) == "product-7 view-list");
   CHECK(fastly.headers_emitted() == 1);
 
-  // Only guard tags: no header at all.
+  // Only guard tags: no header at all, also through the handle cache_page uses.
   http::fields none;
-  fastly.prepare_response(none, std::vector<ccp::tag_version>{tag("guard-only", true)});
+  ccp::any_backend(std::make_shared<ccp::fastly_backend>(fastly_options(api)))
+      .prepare_response(none, std::vector<ccp::tag_version>{tag("guard-only", true)});
   CHECK(none.begin() == none.end());
   CHECK(api.requests().empty());
 }
@@ -473,7 +481,7 @@ TEST_CASE("tag headers: a set too large is uncacheable even after hashing, and t
   // A handler's own xkey header is merged, not overwritten.
   http::fields mine;
   mine.set("xkey", "by-hand other");
-  b.prepare_response(mine, std::vector<ccp::tag_version>{tag("product-7")});
+  b.prepare_response(mine, std::vector<std::string_view>{"product-7"});
   CHECK(mine["xkey"] == "product-7 by-hand other");
 }
 
@@ -691,4 +699,126 @@ TEST_CASE("https endpoints: a failed TLS handshake fails the purge, naming the s
   auto what = what_of([&] { b.invalidate_tag("product-7"); });
   CHECK_THAT(what, Catch::Contains("TLS handshake") && Catch::Contains("product-7"));
   CHECK_THAT(what, !Catch::Contains(token));
+}
+
+// --- CDN backends behind cache_page -----------------------------------------
+
+namespace {
+
+// A user's CDN backend: a page of code against ccp::backend. It records
+// what it was told and decorates responses with an X-Edge-Tags header.
+struct edge_log_backend {
+  std::vector<std::string> purges;
+
+  ccp::invalidation_result invalidate_tag(std::string const& tag, ccp::purge_mode mode) {
+    purges.push_back(tag + (mode == ccp::purge_mode::soft ? " (soft)" : ""));
+    ccp::invalidation_result r;
+    r.tag = tag;
+    r.mode = mode;
+    return r;
+  }
+  void prepare_response(http::fields& f, std::span<std::string_view const> tags) {
+    std::string value;
+    for (auto const t : tags) value.append(value.empty() ? "" : " ").append(t);
+    f.set("X-Edge-Tags", value);
+  }
+};
+static_assert(ccp::cdn_backend<edge_log_backend>);
+
+auto catalog_handler(std::shared_ptr<std::atomic<int>> calls) {
+  return [calls](http::request<http::string_body> const& req) {
+    ++*calls;
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.body() = "product " + std::string(req.target());
+    res.prepare_payload();
+    return res;
+  };
+}
+
+} // namespace
+
+TEST_CASE("a PUT through a cached handler purges nothing at a composite's Varnish, tags purge what they name",
+          "[cdn][varnish][composite]") {
+  fake_api varnish({reply{200, {}, {}}});
+  ccp::registry r;
+  ccp::enable_cdn(r);
+  auto site = r.make_backend("composite://memory,varnish://127.0.0.1:" + std::to_string(varnish.port()));
+  auto const calls = std::make_shared<std::atomic<int>>(0);
+  auto cached = ccp::cache_page({.tags = {"catalog"}, .backend = site}, catalog_handler(calls));
+
+  auto first = ccp_test::receive(cached(ccp_test::make_request(http::verb::get, "/products/7")));
+  CHECK(first.header("xkey") == "catalog"); // the target guard is internal: not in the header
+  CHECK(ccp_test::receive(cached(ccp_test::make_request(http::verb::get, "/products/7"))).body() == first.body());
+  CHECK(calls->load() == 1);
+
+  auto put = ccp_test::receive(cached(ccp_test::make_request(http::verb::put, "/products/7")));
+  CHECK(put.response.result_int() == 200);
+  CHECK(varnish.requests().empty()); // the guard was bumped in the store alone
+  ccp_test::receive(cached(ccp_test::make_request(http::verb::get, "/products/7")));
+  CHECK(calls->load() == 3); // the PUT's handler call, then a miss: the local entry is gone
+
+  site.invalidate_tag("catalog");
+  auto const purges = varnish.requests();
+  REQUIRE(purges.size() == 1);
+  CHECK(purges[0].method == "PURGE");
+  CHECK(purges[0].header("xkey-purge") == "catalog");
+}
+
+TEST_CASE("a user's CDN backend in a composite decorates hits and is purged by tag, never by guard",
+          "[cdn][composite]") {
+  auto edge = std::make_shared<edge_log_backend>();
+  auto site = ccp::any_backend(std::make_shared<ccp::composite_backend>(
+      std::vector<ccp::composite_member>{{"memory", ccp::any_backend(std::make_shared<ccp::memory_backend>())},
+                                         {"edge", ccp::any_backend(edge)}}));
+  auto const calls = std::make_shared<std::atomic<int>>(0);
+  auto cached = ccp::cache_page({.tags = {"catalog", [](ccp::request_view const& v) { return "path-" + v.decoded_path().substr(1); }},
+                                 .backend = site},
+                                catalog_handler(calls));
+
+  ccp_test::receive(cached(ccp_test::make_request(http::verb::get, "/shoes")));
+  auto hit = ccp_test::receive(cached(ccp_test::make_request(http::verb::get, "/shoes")));
+  CHECK(calls->load() == 1);
+  CHECK(hit.header("X-Edge-Tags") == "catalog path-shoes");
+  ccp_test::receive(cached(ccp_test::make_request(http::verb::post, "/shoes")));
+  CHECK(edge->purges.empty());
+  site.invalidate_tag("catalog", ccp::purge_mode::soft);
+  CHECK(edge->purges == std::vector<std::string>{"catalog (soft)"});
+}
+
+TEST_CASE("a CDN backend alone behind cache_page stores nothing and says so, and still tags the response",
+          "[cdn][varnish]") {
+  fake_api varnish({reply{200, {}, {}}});
+  ccp::registry r;
+  ccp::enable_cdn(r);
+  auto edge = r.make_backend("varnish://127.0.0.1:" + std::to_string(varnish.port()));
+  auto const calls = std::make_shared<std::atomic<int>>(0);
+  auto cached = ccp::cache_page({.tags = {"catalog"}, .backend = edge}, catalog_handler(calls));
+  for (int i = 0; i < 2; ++i) {
+    auto res = ccp_test::receive(cached(ccp_test::make_request(http::verb::get, "/products/7")));
+    CHECK(res.header("xkey") == "catalog");
+    CHECK_THAT(std::string(res.header("Cache-Status")), Catch::Contains("fwd=miss; detail=no-store-backend"));
+  }
+  CHECK(calls->load() == 2);
+}
+
+TEST_CASE("composite:// lists names and member URLs; a member that keeps no pages cannot be read from",
+          "[cdn][composite][registry]") {
+  ccp::registry r;
+  ccp::enable_cdn(r);
+  env_var token("CCP_TEST_CF_TOKEN", "t");
+  auto b = r.make_backend("composite://memory,varnish://127.0.0.1:6081,cloudflare://ZONE?token_env=CCP_TEST_CF_TOKEN");
+  auto const* c = b.target<ccp::composite_backend>();
+  REQUIRE(c != nullptr);
+  REQUIRE(c->size() == 3);
+  CHECK(c->member(2).name == "cloudflare");
+  CHECK(c->member(0).backend.target<ccp::memory_backend>() != nullptr);
+  CHECK(c->member(1).name == "varnish");
+  auto const* v = c->member(1).backend.target<ccp::varnish_backend>();
+  REQUIRE(v != nullptr);
+  CHECK(v->options().port == 6081);
+  CHECK(c->member(2).backend.target<ccp::cloudflare_backend>() != nullptr);
+  CHECK_THAT(what_of([&] { r.make_backend("composite://varnish://127.0.0.1:6081,memory"); }),
+             Catch::Contains("read member 0 ('varnish') keeps no pages"));
+  CHECK_THAT(what_of([&] { r.make_backend("composite://memory,,varnish://127.0.0.1:6081"); }),
+             Catch::Contains("empty member name"));
 }

@@ -60,13 +60,13 @@ struct recording_backend {
     r.entries_removed = 2;
     return r;
   }
-  void prepare_response(boost::beast::http::fields& f, std::span<ccp::tag_version const> tags) {
+  void prepare_response(boost::beast::http::fields& f, std::span<std::string_view const> tags) {
     std::string names;
-    for (auto const& t : tags) names += (names.empty() ? "" : " ") + t.name;
+    for (auto const t : tags) names += (names.empty() ? "" : " ") + std::string(t);
     f.set("X-" + header, names);
   }
 };
-static_assert(ccp::backend<recording_backend>);
+static_assert(ccp::store_backend<recording_backend> && ccp::backend<recording_backend>);
 
 std::shared_ptr<recording_backend> member(std::string header, std::uint64_t version = 0) {
   auto b = std::make_shared<recording_backend>();
@@ -216,9 +216,10 @@ TEST_CASE("every member adds its headers to a response", "[composite]") {
   auto a = member("A"), b = member("B");
   ccp::composite_backend c({{"a", a}, {"b", b}});
   boost::beast::http::fields f;
-  std::vector<ccp::tag_version> const tags{{"x", 1}, {"y", 2}};
-  c.prepare_response(f, tags);
-  CHECK(f["X-A"] == "x y");
+  std::vector<ccp::tag_version> const tags{{"x", 1}, {"~target:k", 1, false, true}, {"y", 2}};
+  ccp::any_backend(std::make_shared<ccp::composite_backend>(std::vector<ccp::composite_member>{{"a", a}, {"b", b}}))
+      .prepare_response(f, tags);
+  CHECK(f["X-A"] == "x y"); // the guard is internal: no member sees it
   CHECK(f["X-B"] == "x y");
 }
 

@@ -42,9 +42,8 @@ struct flaky_backend {
     r.version = 7;
     return r;
   }
-  void prepare_response(boost::beast::http::fields&, std::span<ccp::tag_version const>) {}
 };
-static_assert(ccp::backend<flaky_backend>);
+static_assert(ccp::store_backend<flaky_backend>);
 
 template <class Fn>
 std::string what_of(Fn&& fn) {

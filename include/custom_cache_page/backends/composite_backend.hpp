@@ -1,22 +1,23 @@
-// composite_backend: several backends behind one, as the Python package's
-// CompositeBackend: a local store that serves pages plus CDNs that are told
-// the tags and purged with it.
+// composite_backend: a store that serves pages plus CDN backends that are
+// told the tags and purged with it, as the Python package's
+// CompositeBackend.
 //
-// | operation        | members                                                     |
-// |------------------|-------------------------------------------------------------|
-// | lookup           | the read member (options.read, default 0)                   |
-// | tag_versions     | the versions member (options.versions, default: read)       |
-// | store            | all; answers what the read member answered (see store())    |
-// | erase            | all; true if any member had the entry                       |
-// | invalidate_tag   | all, each attempted even when another throws (see below)   |
-// | prepare_response | all, in member order (each adds its own headers)            |
-// | fill locks       | the read member's                                           |
+// | operation               | members                                                |
+// |-------------------------|--------------------------------------------------------|
+// | lookup                  | the read member (options.read, default 0): a store     |
+// | tag_versions            | the versions member (options.versions, default: read)  |
+// | store                   | every store; answers what the read member answered     |
+// | erase                   | every store; true if any had the entry                 |
+// | invalidate_tag          | all, each attempted even when another throws (below)   |
+// | invalidate_internal_tag | the stores only: a guard never reaches a CDN backend   |
+// | prepare_response        | all, in member order (each CDN adds its own header)    |
+// | fill locks              | the read member's                                      |
 //
-// Members that keep version counters (memory, redis) accept a store only when
-// their own counters match the versions the entry recorded, so the versions
-// member should be the read member unless the read member keeps no counters.
+// A member that keeps no pages (a CDN backend) is never asked to look up or
+// store; the read and versions members must keep pages.
 //
-// From a URL (registry.hpp): composite://memory,varnish or
+// From a URL (registry.hpp): composite://memory,varnish,
+// composite://memory,varnish://127.0.0.1:6081 or
 // composite://?member=memory://&member=varnish://127.0.0.1:6081&read=0
 #pragma once
 
@@ -72,10 +73,15 @@ public:
         throw cache_error(error::bad_configuration, std::string("composite ") + what + "=" + std::to_string(index) +
                                                         " is out of range: there are " + std::to_string(members_.size()) +
                                                         " members");
+      if (!members_[index].backend.keeps_entries())
+        throw cache_error(error::bad_configuration, std::string("composite ") + what + " member " + std::to_string(index) +
+                                                        " ('" + members_[index].name + "') keeps no pages: it must be a store");
     };
     check(read_, "read");
     check(versions_, "versions");
   }
+
+  bool keeps_entries() const { return true; }
 
   lookup_result lookup(std::string const& key, std::span<resolved_tag const> tags) {
     lookup_result found = members_[read_].backend.lookup(key, tags);
@@ -100,6 +106,7 @@ public:
     bool answer = false;
     std::exception_ptr read_failure;
     for (std::size_t i = 0; i < members_.size(); ++i) {
+      if (!members_[i].backend.keeps_entries()) continue;
       try {
         bool const stored = members_[i].backend.store(key, entry);
         if (i == read_) answer = stored;
@@ -171,6 +178,11 @@ public:
     return out;
   }
 
+  // A guard is bumped in the stores alone: CDN members never see it.
+  void invalidate_internal_tag(std::string const& tag) {
+    for (auto& m : members_) m.backend.invalidate_internal_tag(tag);
+  }
+
   // Fill locks are the read member's: it is where the fill's entry appears.
   std::optional<std::string> try_fill_lock(std::string const& key, std::chrono::milliseconds ttl) {
     return members_[read_].backend.try_fill_lock(key, ttl);
@@ -179,8 +191,8 @@ public:
     members_[read_].backend.release_fill_lock(key, token);
   }
 
-  void prepare_response(boost::beast::http::fields& f, std::span<tag_version const> tags) {
-    for (auto& m : members_) m.backend.prepare_response(f, tags);
+  void prepare_response(boost::beast::http::fields& f, std::span<std::string_view const> names) {
+    for (auto& m : members_) m.backend.prepare_response(f, names);
   }
 
   std::size_t size() const noexcept { return members_.size(); }
@@ -213,7 +225,7 @@ private:
   std::unique_ptr<std::atomic<std::uint64_t>[]> store_failures_;
 };
 
-static_assert(backend<composite_backend>);
+static_assert(store_backend<composite_backend> && backend<composite_backend>);
 static_assert(fill_locking<composite_backend>);
 
 } // namespace custom_cache_page

@@ -182,7 +182,6 @@ public:
     return result;
   }
 
-  void prepare_response(boost::beast::http::fields&, std::span<tag_version const>) {}
 
   // Introspection for tests and metrics.
   std::size_t size() const { return sum([](shard const& s) { return s.entries.size(); }); }
@@ -366,7 +365,7 @@ private:
 
 using memory_backend = basic_memory_backend<memory_surrogate_index>;
 
-static_assert(backend<memory_backend>);
-static_assert(backend<basic_memory_backend<null_surrogate_index>>);
+static_assert(store_backend<memory_backend>);
+static_assert(store_backend<basic_memory_backend<null_surrogate_index>>);
 
 } // namespace custom_cache_page

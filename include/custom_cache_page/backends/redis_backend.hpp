@@ -175,7 +175,6 @@ public:
     });
   }
 
-  void prepare_response(boost::beast::http::fields&, std::span<tag_version const>) {}
 
   // Fill locks (SET NX PX, released by a token-checked script), so that of
   // several processes one refreshes a key while the others wait and re-read.
@@ -306,7 +305,7 @@ private:
   detail::redis_keys keys_;
 };
 
-static_assert(backend<redis_backend>);
+static_assert(store_backend<redis_backend>);
 static_assert(fill_locking<redis_backend>);
 
 } // namespace custom_cache_page

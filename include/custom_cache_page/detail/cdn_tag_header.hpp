@@ -114,15 +114,12 @@ inline std::string cdn_batch_name(std::span<std::string const> tags) {
   return tags[0] + " and " + std::to_string(tags.size() - 1) + " more";
 }
 
-// The tags a response carries for the CDN: the entry's non-guard tags, then
+// The tags a response carries for the CDN: the entry's public tags, then
 // those the handler already put in the provider's header (kept: a tag the
 // application set by hand must be purgeable too).
-inline std::vector<std::string> cdn_response_tags(boost::beast::http::fields const& f, std::span<tag_version const> tags,
+inline std::vector<std::string> cdn_response_tags(boost::beast::http::fields const& f, std::span<std::string_view const> tags,
                                                   cdn_tag_syntax const& syntax) {
-  std::vector<std::string> raw;
-  raw.reserve(tags.size());
-  for (auto const& t : tags)
-    if (!t.guard) raw.push_back(t.name);
+  std::vector<std::string> raw(tags.begin(), tags.end());
   std::string const header_name(syntax.header);
   std::string separators = " \t";
   separators += syntax.separator;
@@ -141,10 +138,10 @@ inline std::vector<std::string> cdn_response_tags(boost::beast::http::fields con
 
 } // namespace detail
 
-// Sets the provider's tag header on `f` from `tags` (guard tags skipped),
+// Sets the provider's tag header on `f` from `tags`,
 // or, when they do not fit, removes it and marks the response uncacheable
 // for the CDN. Nothing is added for a response without tags.
-inline void emit_cdn_tag_header(boost::beast::http::fields& f, std::span<tag_version const> tags,
+inline void emit_cdn_tag_header(boost::beast::http::fields& f, std::span<std::string_view const> tags,
                                 cdn_tag_syntax const& syntax, cdn_header_counters& counters) {
   auto raw = detail::cdn_response_tags(f, tags, syntax);
   std::string const header_name(syntax.header);
@@ -162,25 +159,16 @@ inline void emit_cdn_tag_header(boost::beast::http::fields& f, std::span<tag_ver
   if (h.hashed > 0) counters.headers_hashed.fetch_add(1, std::memory_order_relaxed);
 }
 
-// What every header-emitting backend shares: it keeps no pages and no
-// counters (lookups miss, versions read 0, stores are accepted and
-// dropped), so it belongs in a composite next to a real store; it adds the
-// tag header to responses and purges through the provider's API.
+// What every header-emitting CDN backend shares: it adds the tag header to
+// responses; each provider purges through its own API. It keeps no pages:
+// put it in a composite next to a store.
 class cdn_header_backend {
 public:
   explicit cdn_header_backend(cdn_tag_syntax syntax) : syntax_(syntax) {}
   cdn_header_backend(cdn_header_backend const&) = delete;
   cdn_header_backend& operator=(cdn_header_backend const&) = delete;
 
-  lookup_result lookup(std::string const&, std::span<resolved_tag const> tags) {
-    return {nullptr, std::vector<std::uint64_t>(tags.size(), 0)};
-  }
-  std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const> tags) {
-    return std::vector<std::uint64_t>(tags.size(), 0);
-  }
-  bool store(std::string const&, std::shared_ptr<cached_response const>) { return true; }
-  bool erase(std::string const&) { return false; }
-  void prepare_response(boost::beast::http::fields& f, std::span<tag_version const> tags) {
+  void prepare_response(boost::beast::http::fields& f, std::span<std::string_view const> tags) {
     emit_cdn_tag_header(f, tags, syntax_, counters_);
   }
 

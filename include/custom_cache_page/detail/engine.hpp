@@ -55,7 +55,7 @@ enum class step : std::uint8_t {
   snapshot,          // backend.tag_versions(tags()) -> snapshot_taken / snapshot_failed
   call_handler,      // run the handler (with a live fill_context when `fill`) -> response / handler_threw
   store,             // backend.store(key(), `entry`) after moving the body in -> stored
-  invalidate_target, // an unsafe request succeeded: bump guard(), erase key() -> target_invalidated
+  invalidate_target, // an unsafe request succeeded: bump guard() in the store, erase key() -> target_invalidated
   answer_entry,      // answer from `entry` as `kind`, Cache-Status params()
   answer_response,   // answer the handler's response, Cache-Status params()
   rethrow,           // the handler's exception goes to the caller
@@ -63,7 +63,7 @@ enum class step : std::uint8_t {
 
 enum class answer_kind : std::uint8_t { hit, stale, filled };
 enum class lock_outcome : std::uint8_t { held, elsewhere, failed };
-enum class store_outcome : std::uint8_t { stored, refused, too_large, failed };
+enum class store_outcome : std::uint8_t { stored, refused, too_large, failed, not_kept };
 // How the front end resolved the request's backend.
 enum class backend_state : std::uint8_t { ok, unknown, failed };
 
@@ -222,6 +222,7 @@ public:
     } else {
       auto const why = outcome == store_outcome::refused     ? not_stored_reason::invalidated
                        : outcome == store_outcome::too_large ? not_stored_reason::too_large
+                       : outcome == store_outcome::not_kept  ? not_stored_reason::no_store_backend
                                                              : not_stored_reason::store_failed;
       if (outcome == store_outcome::failed) stats_.error();
       stats_.not_stored(why);

@@ -137,6 +137,6 @@ private:
   detail::http_client client_;
 };
 
-static_assert(backend<cloudflare_backend>);
+static_assert(cdn_backend<cloudflare_backend>);
 
 } // namespace custom_cache_page

@@ -138,6 +138,6 @@ private:
   detail::http_client client_;
 };
 
-static_assert(backend<fastly_backend>);
+static_assert(cdn_backend<fastly_backend>);
 
 } // namespace custom_cache_page

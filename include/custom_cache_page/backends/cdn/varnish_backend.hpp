@@ -83,6 +83,6 @@ private:
   detail::http_client client_;
 };
 
-static_assert(backend<varnish_backend>);
+static_assert(cdn_backend<varnish_backend>);
 
 } // namespace custom_cache_page
