@@ -9,7 +9,9 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -73,6 +75,15 @@ struct cached_response {
 };
 
 namespace detail {
+
+// A copy of `e` recorded under `versions` (one per tag of e): a fill that
+// adopts counters another first fill created (detail/generations.hpp).
+inline std::shared_ptr<cached_response const> with_versions(cached_response const& e,
+                                                            std::span<std::uint64_t const> versions) {
+  auto copy = std::make_shared<cached_response>(e);
+  for (std::size_t i = 0; i < versions.size() && i < copy->tags.size(); ++i) copy->tags[i].version = versions[i];
+  return copy;
+}
 
 // Encoding, version 2 (all integers little-endian):
 //   "CCPE" u8 version=2

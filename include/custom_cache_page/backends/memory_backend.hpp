@@ -118,7 +118,7 @@ public:
     auto const now = clock::now();
     auto const versions = hold_counters(*entry, now);
     if (!versions) return false;
-    if (!recorded(*entry, *versions)) entry = with_versions(*entry, *versions);
+    if (!recorded(*entry, *versions)) entry = detail::with_versions(*entry, *versions); // two first fills raced
     std::size_t const bytes = footprint(key, *entry);
     if (bytes > options_.max_entry || bytes > shard_budget())
       throw cache_error(error::entry_too_large, "entry of " + std::to_string(bytes) + " bytes exceeds the memory backend's limit");
@@ -293,13 +293,6 @@ private:
 
   static bool recorded(cached_response const& e, std::vector<std::uint64_t> const& versions) {
     return std::equal(e.tags.begin(), e.tags.end(), versions.begin(), [](tag_version const& t, std::uint64_t v) { return t.version == v; });
-  }
-
-  // A copy under adopted versions: only when two first fills raced.
-  static std::shared_ptr<cached_response const> with_versions(cached_response const& e, std::vector<std::uint64_t> const& versions) {
-    auto copy = std::make_shared<cached_response>(e);
-    for (std::size_t i = 0; i < versions.size(); ++i) copy->tags[i].version = versions[i];
-    return copy;
   }
 
   static std::size_t counter_footprint(std::string const& tag) { return tag.size() + counter_overhead; }

@@ -135,9 +135,7 @@ public:
       auto const outcome = store_once(key, *entry, ttl);
       if (!outcome) return false;
       if (outcome->empty()) return true;
-      auto copy = std::make_shared<cached_response>(*entry);
-      for (std::size_t i = 0; i < copy->tags.size(); ++i) copy->tags[i].version = (*outcome)[i];
-      entry = std::move(copy);
+      entry = detail::with_versions(*entry, *outcome);
     }
     return false;
   }

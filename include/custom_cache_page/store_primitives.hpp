@@ -1,0 +1,190 @@
+// Store primitives: the little a store must do itself, and protocol_store,
+// which builds a store backend (backend.hpp) on them. A store that offers
+// these is a page of code (tests/support/map_store.hpp is one); the
+// invalidation protocol (generations, guards, soft-purge floors, counters
+// created only when an entry is kept) is written once, here.
+//
+// | expression                     | meaning                                                     |
+// |--------------------------------|-------------------------------------------------------------|
+// | s.read(key, names)             | the entry under `key` (null when absent or past its          |
+// |                                | retain_until()) and the counter of each name in `names`,    |
+// |                                | then of each tag the entry recorded, in one trip            |
+// | s.read_counters(names)         | the counter of each name                                     |
+// | s.write_if(key, entry, conds)  | atomically: when every condition holds, creates the counters |
+// |                                | a condition asks for, keeps them at least until the entry's |
+// |                                | retain_until(), stores the entry and indexes `key` under     |
+// |                                | each tag of the entry whose condition says `indexed`; true   |
+// |                                | when stored. Throws cache_error(entry_too_large) for an      |
+// |                                | entry over the store's own limit                             |
+// | s.bump(name, hard, start, ttl) | atomically: the counter's value becomes the next odd number  |
+// |                                | above it, and a hard bump sets the floor to it too; a        |
+// |                                | missing counter starts at `start` (value and floor). It      |
+// |                                | lives at least `ttl` more. Returns the new value             |
+// | s.drain(name)                  | removes and returns keys indexed under `name` (a batch; an  |
+// |                                | empty one when none is left)                                 |
+// | s.erase(key)                   | removes the entry and its index members; true if it existed |
+//
+// A counter reads {0, 0} when missing. A condition {name, expected, create}
+// holds when the counter's value is `expected`, or when it is missing and
+// `create` is set (it is then created with value and floor `expected`).
+// Optionally, fill locks as in backend.hpp (try_fill_lock, release_fill_lock).
+#pragma once
+
+#include <custom_cache_page/backend.hpp>
+#include <custom_cache_page/detail/generations.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <concepts>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace custom_cache_page {
+
+struct counter_reading {
+  std::uint64_t value = 0; // 0: no counter
+  std::uint64_t floor = 0; // the value at the last hard bump
+  friend bool operator==(counter_reading const&, counter_reading const&) = default;
+};
+
+struct stored_read {
+  std::shared_ptr<cached_response const> entry;
+  std::vector<counter_reading> counters; // `names`, then the entry's tags in its order
+};
+
+struct write_condition {
+  std::string_view name;
+  std::uint64_t expected = 0;
+  bool create = false;  // create a missing counter at `expected`
+  bool indexed = false; // index the key under this tag
+};
+
+template <class S>
+concept store_primitives = requires(S& s, std::string const& key, std::span<std::string_view const> names,
+                                    std::shared_ptr<cached_response const> entry,
+                                    std::span<write_condition const> conditions, std::chrono::seconds ttl) {
+  { s.read(key, names) } -> std::same_as<stored_read>;
+  { s.read_counters(names) } -> std::same_as<std::vector<counter_reading>>;
+  { s.write_if(key, entry, conditions) } -> std::same_as<bool>;
+  { s.bump(key, true, std::uint64_t{1}, ttl) } -> std::same_as<std::uint64_t>;
+  { s.drain(key) } -> std::same_as<std::vector<std::string>>;
+  { s.erase(key) } -> std::same_as<bool>;
+};
+
+// A store backend over a store's primitives.
+template <store_primitives S>
+class protocol_store {
+public:
+  explicit protocol_store(std::shared_ptr<S> store) : s_(std::move(store)) {}
+
+  S& primitives() const { return *s_; }
+
+  // The entry answers when every tag it recorded still has that version, or
+  // was only soft-purged since (value moved, floor not past the version):
+  // then it is stale.
+  lookup_result lookup(std::string const& key, std::span<resolved_tag const> tags) {
+    auto const names = names_of(tags);
+    auto read = s_->read(key, names);
+    lookup_result out;
+    for (std::size_t i = 0; i < tags.size(); ++i) out.versions.push_back(read.counters[i].value);
+    if (!read.entry) return out;
+    auto const& recorded = read.entry->tags;
+    for (std::size_t i = 0; i < recorded.size(); ++i) {
+      auto const now = read.counters[tags.size() + i];
+      auto const v = recorded[i].version;
+      if (now.value == v) continue;
+      if (now.value == 0 || v > now.value || v < now.floor) return out;
+      out.soft_purged = true;
+    }
+    out.entry = std::move(read.entry);
+    return out;
+  }
+
+  // A missing counter reads as a proposal that store() creates it at; a
+  // guard reads 0 (fills never create it).
+  std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const> tags) {
+    auto const read = s_->read_counters(names_of(tags));
+    std::vector<std::uint64_t> out;
+    for (std::size_t i = 0; i < tags.size(); ++i)
+      out.push_back(read[i].value != 0 || tags[i].guard ? read[i].value : detail::proposed_generation());
+    return out;
+  }
+
+  // When the write finds a counter that another first fill created where
+  // this entry proposed a value (both never invalidated), the entry adopts
+  // it and is written again, once (detail/generations.hpp).
+  bool store(std::string const& key, std::shared_ptr<cached_response const> entry) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      std::vector<write_condition> conditions;
+      for (auto const& t : entry->tags) {
+        if (t.version == 0 && !t.guard) return false; // no snapshot: never stored
+        conditions.push_back({t.name, t.version, !t.guard, !t.versioned && !t.guard});
+      }
+      if (s_->write_if(key, entry, conditions)) return true;
+      auto adopted = adoptable(*entry);
+      if (!adopted) return false;
+      entry = detail::with_versions(*entry, *adopted);
+    }
+    return false;
+  }
+
+  bool erase(std::string const& key) { return s_->erase(key); }
+
+  // Hard: bumps value and floor, then removes what the index holds.
+  // Soft: bumps the value only; entries built since the floor are stale.
+  invalidation_result invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) {
+    invalidation_result r;
+    r.tag = tag;
+    r.mode = mode;
+    r.version = s_->bump(tag, mode == purge_mode::hard, detail::fresh_generation(), default_version_ttl);
+    if (mode == purge_mode::hard)
+      for (auto keys = s_->drain(tag); !keys.empty(); keys = s_->drain(tag))
+        for (auto const& k : keys) r.entries_removed += s_->erase(k) ? 1 : 0;
+    return r;
+  }
+
+  std::optional<std::string> try_fill_lock(std::string const& key, std::chrono::milliseconds ttl)
+    requires fill_locking<S>
+  {
+    return s_->try_fill_lock(key, ttl);
+  }
+  void release_fill_lock(std::string const& key, std::string const& token)
+    requires fill_locking<S>
+  {
+    s_->release_fill_lock(key, token);
+  }
+
+private:
+  // The entry's versions with other first fills' counters adopted; nothing
+  // when a counter was invalidated (or a guard moved) since the snapshot.
+  std::optional<std::vector<std::uint64_t>> adoptable(cached_response const& e) {
+    std::vector<std::string_view> names;
+    for (auto const& t : e.tags) names.emplace_back(t.name);
+    auto const now = s_->read_counters(names);
+    std::vector<std::uint64_t> versions;
+    for (std::size_t i = 0; i < e.tags.size(); ++i) {
+      auto const& t = e.tags[i];
+      bool const same = now[i].value == t.version || (now[i].value == 0 && !t.guard);
+      bool const adopt = !t.guard && now[i].value != 0 && detail::never_invalidated(now[i].value) &&
+                         detail::never_invalidated(t.version);
+      if (!same && !adopt) return std::nullopt;
+      versions.push_back(adopt ? now[i].value : t.version);
+    }
+    return versions;
+  }
+
+  static std::vector<std::string_view> names_of(std::span<resolved_tag const> tags) {
+    std::vector<std::string_view> names;
+    names.reserve(tags.size());
+    for (auto const& t : tags) names.emplace_back(t.name);
+    return names;
+  }
+
+  std::shared_ptr<S> s_;
+};
+
+} // namespace custom_cache_page
