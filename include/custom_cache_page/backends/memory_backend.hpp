@@ -1,12 +1,14 @@
 // memory_backend: pages, tag counters and the surrogate index in process
-// memory, split into shards (a power of two) each with its own lock, byte
-// budget, CLOCK queue, index and counters.
+// memory: the store primitives (store_primitives.hpp) of
+// basic_memory_store, split into shards (a power of two) each with its own
+// lock, byte budget, CLOCK queue, index and counters, under the protocol
+// that protocol_store writes once for every store.
 //
 // Entries and their index members live in the shard of their key, so
 // eviction and expiry remove index members in the same critical section:
 // the index never holds a key the store has dropped. A tag's counter lives
-// in the shard of the tag's name; invalidation bumps it, then drains the
-// tag from every shard's index.
+// in the shard of the tag's name; a conditional write locks the shards of
+// its counters and its key together, in index order.
 //
 // Eviction is CLOCK: a hit only sets a flag (and only when it is clear), so
 // hits stay under the shared lock and scale across threads, where LRU would
@@ -15,6 +17,8 @@
 
 #include <custom_cache_page/backend.hpp>
 #include <custom_cache_page/detail/generations.hpp>
+#include <custom_cache_page/error.hpp>
+#include <custom_cache_page/store_primitives.hpp>
 #include <custom_cache_page/indexes/memory_index.hpp>
 #include <custom_cache_page/indexes/null_index.hpp>
 #include <custom_cache_page/surrogate_index.hpp>
@@ -46,12 +50,13 @@ struct memory_backend_options {
 };
 
 
+// The store primitives (store_primitives.hpp) in process memory.
 template <surrogate_index Index = memory_surrogate_index>
-class basic_memory_backend {
+class basic_memory_store {
 public:
   using clock = cached_response::clock;
 
-  explicit basic_memory_backend(memory_backend_options options = {})
+  explicit basic_memory_store(memory_backend_options options = {})
       : options_(options), shard_count_(shard_count(options)), shards_(std::make_unique<shard[]>(shard_count_)) {
     options_.shards = shard_count_;
   }
@@ -66,12 +71,9 @@ public:
     return std::min<std::size_t>(n, 1024);
   }
 
-  lookup_result lookup(std::string const& key, std::span<resolved_tag const> tags) {
+  stored_read read(std::string const& key, std::span<std::string_view const> names) {
     auto const now = clock::now();
-    lookup_result out;
-    out.versions.reserve(tags.size());
-    for (auto const& t : tags) out.versions.push_back(counter_of(t.name, now));
-    std::shared_ptr<cached_response const> entry;
+    stored_read out{nullptr, read_counters(names)};
     {
       auto& s = shard_of(key);
       std::shared_lock lock(s.mutex);
@@ -79,71 +81,60 @@ public:
       if (it == s.entries.end() || it->second.entry->retain_until() <= now) return out;
       if (!it->second.referenced.load(std::memory_order_relaxed))
         it->second.referenced.store(true, std::memory_order_relaxed);
-      entry = it->second.entry;
+      out.entry = it->second.entry;
     }
-    // Every tag the entry recorded, including those its handler added, must
-    // still have the version it was built under, or have been bumped by
-    // soft purges alone since (then the entry is only stale).
-    for (auto const& t : entry->tags) {
-      auto requested = std::find_if(tags.begin(), tags.end(), [&](resolved_tag const& r) { return r.name == t.name; });
-      auto current = requested != tags.end() ? out.versions[static_cast<std::size_t>(requested - tags.begin())]
-                                             : counter_of(t.name, now);
-      if (current == t.version) continue;
-      if (current == 0 || t.version > current || t.version < floor_of(t.name)) return out;
-      out.soft_purged = true;
-    }
-    out.entry = std::move(entry);
+    for (auto const& t : out.entry->tags) out.counters.push_back(counter_of(t.name, now));
     return out;
   }
 
-  // Reads only: a missing counter gives its proposed generation (or 0 for a
-  // guard), created by store() if the entry is kept.
-  std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const> tags) {
+  std::vector<counter_reading> read_counters(std::span<std::string_view const> names) {
     auto const now = clock::now();
-    std::vector<std::uint64_t> out;
-    out.reserve(tags.size());
-    for (auto const& t : tags) {
-      auto const v = counter_of(t.name, now);
-      out.push_back(v != 0 || t.guard ? v : detail::proposed_generation());
-    }
+    std::vector<counter_reading> out;
+    out.reserve(names.size());
+    for (auto const name : names) out.push_back(counter_of(name, now));
     return out;
   }
 
-  // Checks the entry's tag versions (creating the counters that are still
-  // missing at the versions it recorded), inserts, then checks again: an
-  // invalidation bumps the counter before it drains the index, so a fill
-  // that raced it is either drained with the index or caught by the second
-  // check (and lookups compare versions meanwhile).
-  bool store(std::string const& key, std::shared_ptr<cached_response const> entry) {
+  // Atomic over every shard involved: those of the counters and the key's,
+  // locked in index order.
+  bool write_if(std::string const& key, std::shared_ptr<cached_response const> entry,
+                std::span<write_condition const> conditions) {
     auto const now = clock::now();
-    auto const versions = hold_counters(*entry, now);
-    if (!versions) return false;
-    if (!recorded(*entry, *versions)) entry = detail::with_versions(*entry, *versions); // two first fills raced
     std::size_t const bytes = footprint(key, *entry);
     if (bytes > options_.max_entry || bytes > shard_budget())
       throw cache_error(error::entry_too_large, "entry of " + std::to_string(bytes) + " bytes exceeds the memory backend's limit");
-    auto& s = shard_of(key);
-    std::uint64_t generation = 0;
-    {
-      std::unique_lock lock(s.mutex);
-      erase_locked(s, key);
-      sweep_locked(s, now, 8);
-      while (s.bytes + bytes > shard_budget() && evict_one_locked(s)) {
-      }
-      auto& slot = s.entries[key];
-      slot.entry = entry;
-      slot.bytes = bytes;
-      slot.generation = generation = ++s.generation;
-      slot.referenced.store(false, std::memory_order_relaxed);
-      s.bytes += bytes;
-      s.clock.push_back({key, generation});
-      for (auto const& t : entry->tags)
-        if (indexed(t)) s.index.add(t.name, key, entry->retain_until());
+    auto locks = lock_shards(key, conditions);
+    for (auto const& c : conditions) {
+      auto const v = counter_locked(shard_of(c.name), c.name, now).value;
+      if (v != c.expected && !(v == 0 && c.create)) return false;
     }
-    if (versions_current(*entry, now)) return true;
+    for (auto const& c : conditions) hold_counter_locked(c, entry->retain_until(), now);
+    insert_locked(shard_of(key), key, std::move(entry), bytes, conditions, now);
+    return true;
+  }
+
+  std::uint64_t bump(std::string const& name, bool hard, std::uint64_t start, std::chrono::seconds ttl) {
+    auto const now = clock::now();
+    auto& s = shard_of(name);
     std::unique_lock lock(s.mutex);
-    if (auto it = s.entries.find(key); it != s.entries.end() && it->second.generation == generation) erase_locked(s, key);
-    return false;
+    auto [it, inserted] = s.counters.try_emplace(name);
+    auto& c = it->second;
+    if (inserted) s.bytes += counter_footprint(name);
+    if (inserted || c.expires <= now) c = {start, start, now};
+    else c.value = detail::bumped(c.value);
+    if (hard) c.floor = c.value;
+    c.expires = std::max(c.expires, now + ttl);
+    return c.value;
+  }
+
+  std::vector<std::string> drain(std::string const& name) {
+    std::vector<std::string> keys;
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      std::unique_lock lock(shards_[i].mutex);
+      auto taken = shards_[i].index.take(name);
+      keys.insert(keys.end(), std::make_move_iterator(taken.begin()), std::make_move_iterator(taken.end()));
+    }
+    return keys;
   }
 
   bool erase(std::string const& key) {
@@ -151,37 +142,6 @@ public:
     std::unique_lock lock(s.mutex);
     return erase_locked(s, key);
   }
-
-  // Hard: bumps the counter and drains the index. Soft: bumps the counter
-  // only; the floor stays, so entries built since it are served as stale.
-  invalidation_result invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) {
-    auto const now = clock::now();
-    invalidation_result result;
-    result.tag = tag;
-    result.mode = mode;
-    {
-      auto& s = shard_of(tag);
-      std::unique_lock lock(s.mutex);
-      auto [it, inserted] = s.counters.try_emplace(tag);
-      auto& c = it->second;
-      if (inserted) s.bytes += counter_footprint(tag);
-      // A missing or expired counter restarts at a fresh generation; entries
-      // built under any earlier one no longer match.
-      bool const fresh = inserted || c.expires <= now;
-      c.value = fresh ? detail::fresh_generation() : detail::bumped(c.value);
-      if (fresh || mode == purge_mode::hard) c.floor = c.value;
-      c.expires = std::max(c.expires, now + default_version_ttl);
-      result.version = c.value;
-    }
-    if (mode == purge_mode::soft) return result;
-    for (std::size_t i = 0; i < shard_count_; ++i) {
-      auto& s = shards_[i];
-      std::unique_lock lock(s.mutex);
-      for (auto const& key : s.index.take(tag)) result.entries_removed += erase_locked(s, key) ? 1 : 0;
-    }
-    return result;
-  }
-
 
   // Introspection for tests and metrics.
   std::size_t size() const { return sum([](shard const& s) { return s.entries.size(); }); }
@@ -203,6 +163,10 @@ private:
     std::uint64_t generation = 0; // tells this entry's CLOCK slot from a replaced one's
     mutable std::atomic<bool> referenced{false};
   };
+  struct name_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
   struct counter {
     std::uint64_t value = 0;
     std::uint64_t floor = 0; // the value at the last hard invalidation
@@ -217,7 +181,7 @@ private:
     std::unordered_map<std::string, slot> entries;
     std::deque<clock_slot> clock;
     Index index;
-    boost::unordered_flat_map<std::string, counter> counters;
+    boost::unordered_flat_map<std::string, counter, name_hash, std::equal_to<>> counters;
     std::size_t bytes = 0;
     std::uint64_t generation = 0;
     std::size_t counters_high_water = 1024;
@@ -227,7 +191,8 @@ private:
   // invalidates, in O(1).
   static bool indexed(tag_version const& t) { return !t.versioned && !t.guard; }
 
-  shard& shard_of(std::string const& name) const { return shards_[std::hash<std::string>{}(name) & (shard_count_ - 1)]; }
+  std::size_t shard_index(std::string_view name) const { return std::hash<std::string_view>{}(name) & (shard_count_ - 1); }
+  shard& shard_of(std::string_view name) const { return shards_[shard_index(name)]; }
   std::size_t shard_budget() const { return options_.max_bytes / shard_count_; }
 
   static std::size_t footprint(std::string const& key, cached_response const& e) {
@@ -246,53 +211,63 @@ private:
     return n;
   }
 
-  std::uint64_t counter_of(std::string const& tag, clock::time_point now) const {
-    auto& s = shard_of(tag);
+  // A counter's reading; the caller holds its shard's lock.
+  static counter_reading counter_locked(shard const& s, std::string_view name, clock::time_point now) {
+    auto it = s.counters.find(name);
+    if (it == s.counters.end() || it->second.expires <= now) return {};
+    return {it->second.value, it->second.floor};
+  }
+
+  counter_reading counter_of(std::string_view name, clock::time_point now) const {
+    auto& s = shard_of(name);
     std::shared_lock lock(s.mutex);
-    auto it = s.counters.find(tag);
-    return it == s.counters.end() || it->second.expires <= now ? 0 : it->second.value;
+    return counter_locked(s, name, now);
   }
 
-  std::uint64_t floor_of(std::string const& tag) const {
-    auto& s = shard_of(tag);
-    std::shared_lock lock(s.mutex);
-    auto it = s.counters.find(tag);
-    return it == s.counters.end() ? std::numeric_limits<std::uint64_t>::max() : it->second.floor;
+  // Unique locks on the key's shard and the shards of the conditions'
+  // counters, taken in index order so that writers never deadlock.
+  std::vector<std::unique_lock<std::shared_mutex>> lock_shards(std::string const& key,
+                                                               std::span<write_condition const> conditions) const {
+    std::vector<std::size_t> order{shard_index(key)};
+    for (auto const& c : conditions) order.push_back(shard_index(c.name));
+    std::sort(order.begin(), order.end());
+    order.erase(std::unique(order.begin(), order.end()), order.end());
+    std::vector<std::unique_lock<std::shared_mutex>> locks;
+    for (auto i : order) locks.emplace_back(shards_[i].mutex);
+    return locks;
   }
 
-  bool versions_current(cached_response const& e, clock::time_point now) const {
-    return std::all_of(e.tags.begin(), e.tags.end(), [&](tag_version const& t) { return counter_of(t.name, now) == t.version; });
-  }
-
-  // The versions the entry may be kept under (see detail/generations.hpp):
-  // its own, creating missing counters at them, or a counter's value that
-  // another first fill created meanwhile. Every counter is kept alive at
-  // least as long as the entry. Nothing when a counter moved on.
-  std::optional<std::vector<std::uint64_t>> hold_counters(cached_response const& e, clock::time_point now) {
-    std::vector<std::uint64_t> versions;
-    for (auto const& t : e.tags) {
-      versions.push_back(t.version);
-      if (t.guard) {
-        if (counter_of(t.name, now) != t.version) return std::nullopt;
-        continue;
+  // Creates the counter a condition asks for and keeps it alive at least
+  // as long as the entry; a missing guard stays missing.
+  void hold_counter_locked(write_condition const& c, clock::time_point retain, clock::time_point now) {
+    auto& s = shard_of(c.name);
+    auto it = s.counters.find(c.name);
+    if (it == s.counters.end() || it->second.expires <= now) {
+      if (!c.create) return;
+      if (it == s.counters.end()) {
+        it = s.counters.try_emplace(std::string(c.name)).first;
+        s.bytes += counter_footprint(it->first);
       }
-      if (t.version == 0) return std::nullopt;
-      auto& s = shard_of(t.name);
-      std::unique_lock lock(s.mutex);
-      auto [it, inserted] = s.counters.try_emplace(t.name);
-      auto& c = it->second;
-      if (inserted) s.bytes += counter_footprint(t.name);
-      if (inserted || c.expires <= now) c = {t.version, t.version, now};
-      if (c.value != t.version && !(detail::never_invalidated(c.value) && detail::never_invalidated(t.version)))
-        return std::nullopt;
-      versions.back() = c.value;
-      c.expires = std::max(c.expires, e.retain_until());
+      it->second = {c.expected, c.expected, now};
     }
-    return versions;
+    it->second.expires = std::max(it->second.expires, retain);
   }
 
-  static bool recorded(cached_response const& e, std::vector<std::uint64_t> const& versions) {
-    return std::equal(e.tags.begin(), e.tags.end(), versions.begin(), [](tag_version const& t, std::uint64_t v) { return t.version == v; });
+  void insert_locked(shard& s, std::string const& key, std::shared_ptr<cached_response const> entry, std::size_t bytes,
+                     std::span<write_condition const> conditions, clock::time_point now) {
+    erase_locked(s, key);
+    sweep_locked(s, now, 8);
+    while (s.bytes + bytes > shard_budget() && evict_one_locked(s)) {
+    }
+    auto& slot = s.entries[key];
+    slot.bytes = bytes;
+    slot.generation = ++s.generation;
+    slot.referenced.store(false, std::memory_order_relaxed);
+    s.bytes += bytes;
+    s.clock.push_back({key, slot.generation});
+    for (auto const& c : conditions)
+      if (c.indexed) s.index.add(std::string(c.name), key, entry->retain_until());
+    slot.entry = std::move(entry);
   }
 
   static std::size_t counter_footprint(std::string const& tag) { return tag.size() + counter_overhead; }
@@ -356,8 +331,25 @@ private:
   std::unique_ptr<shard[]> shards_;
 };
 
+// The memory backend: the invalidation protocol (protocol_store) over the
+// primitives above.
+template <surrogate_index Index = memory_surrogate_index>
+class basic_memory_backend : public protocol_store<basic_memory_store<Index>> {
+public:
+  explicit basic_memory_backend(memory_backend_options options = {})
+      : protocol_store<basic_memory_store<Index>>(std::make_shared<basic_memory_store<Index>>(options)) {}
+
+  static std::size_t shard_count(memory_backend_options const& o) { return basic_memory_store<Index>::shard_count(o); }
+  std::size_t size() const { return this->primitives().size(); }
+  std::size_t bytes() const { return this->primitives().bytes(); }
+  std::size_t index_size() const { return this->primitives().index_size(); }
+  std::size_t counter_count() const { return this->primitives().counter_count(); }
+  memory_backend_options const& options() const { return this->primitives().options(); }
+};
+
 using memory_backend = basic_memory_backend<memory_surrogate_index>;
 
+static_assert(store_primitives<basic_memory_store<>>);
 static_assert(store_backend<memory_backend>);
 static_assert(store_backend<basic_memory_backend<null_surrogate_index>>);
 
