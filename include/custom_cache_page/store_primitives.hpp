@@ -19,9 +19,11 @@
 // | s.bump(name, hard, start, ttl) | atomically: the counter's value becomes the next odd number  |
 // |                                | above it, and a hard bump sets the floor to it too; a        |
 // |                                | missing counter starts at `start` (value and floor). It      |
-// |                                | lives at least `ttl` more. Returns the new value             |
-// | s.drain(name)                  | removes and returns keys indexed under `name` (a batch; an  |
-// |                                | empty one when none is left)                                 |
+// |                                | lives at least `ttl` more. Returns the new value and, for a  |
+// |                                | store that drains in the same trip, the first drain step    |
+// | s.drain(name)                  | one step: removes a batch of the keys indexed under `name`, |
+// |                                | with their entries; says how many entries went and whether  |
+// |                                | more may be left                                             |
 // | s.erase(key)                   | removes the entry and its index members; true if it existed |
 //
 // A counter reads {0, 0} when missing. A condition {name, expected, create}
@@ -56,6 +58,16 @@ struct stored_read {
   std::vector<counter_reading> counters; // `names`, then the entry's tags in its order
 };
 
+struct drain_step {
+  std::size_t entries_removed = 0;
+  bool more = true; // another step may find more
+};
+
+struct bump_result {
+  std::uint64_t value = 0;
+  drain_step drained; // a hard bump's first step, when the store took one (else `more`)
+};
+
 struct write_condition {
   std::string_view name;
   std::uint64_t expected = 0;
@@ -70,8 +82,8 @@ concept store_primitives = requires(S& s, std::string const& key, std::span<std:
   { s.read(key, names) } -> std::same_as<stored_read>;
   { s.read_counters(names) } -> std::same_as<std::vector<counter_reading>>;
   { s.write_if(key, entry, conditions) } -> std::same_as<bool>;
-  { s.bump(key, true, std::uint64_t{1}, ttl) } -> std::same_as<std::uint64_t>;
-  { s.drain(key) } -> std::same_as<std::vector<std::string>>;
+  { s.bump(key, true, std::uint64_t{1}, ttl) } -> std::same_as<bump_result>;
+  { s.drain(key) } -> std::same_as<drain_step>;
   { s.erase(key) } -> std::same_as<bool>;
 };
 
@@ -140,11 +152,13 @@ public:
     invalidation_result r;
     r.tag = tag;
     r.mode = mode;
-    r.version = s_->bump(tag, mode == purge_mode::hard, detail::fresh_generation(), default_version_ttl);
-    if (mode == purge_mode::hard)
-      for (auto keys = s_->drain(tag); !keys.empty(); keys = s_->drain(tag))
-        for (auto const& k : keys) r.entries_removed += s_->erase(k) ? 1 : 0;
-    return r;
+    auto bumped = s_->bump(tag, mode == purge_mode::hard, detail::fresh_generation(), default_version_ttl);
+    r.version = bumped.value;
+    if (mode == purge_mode::soft) return r;
+    for (auto step = bumped.drained;; step = s_->drain(tag)) {
+      r.entries_removed += step.entries_removed;
+      if (!step.more) return r;
+    }
   }
 
   std::optional<std::string> try_fill_lock(std::string const& key, std::chrono::milliseconds ttl)

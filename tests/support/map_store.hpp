@@ -57,19 +57,22 @@ public:
     return true;
   }
 
-  std::uint64_t bump(std::string const& name, bool hard, std::uint64_t start, std::chrono::seconds ttl) {
+  ccp::bump_result bump(std::string const& name, bool hard, std::uint64_t start, std::chrono::seconds ttl) {
     std::lock_guard lock(mutex_);
     auto& c = counters_[name];
     if (live(c)) c.value += c.value % 2 == 0 ? 1 : 2;
     else c = {start, start, {}};
     if (hard) c.floor = c.value;
     c.expires = std::max(c.expires, clock::now() + ttl);
-    return c.value;
+    return {c.value, {}};
   }
 
-  std::vector<std::string> drain(std::string const& name) {
+  // All at once: one step.
+  ccp::drain_step drain(std::string const& name) {
     std::lock_guard lock(mutex_);
-    return index_.take(name);
+    ccp::drain_step step{0, false};
+    for (auto const& key : index_.take(name)) step.entries_removed += erase_locked(key) ? 1 : 0;
+    return step;
   }
 
   bool erase(std::string const& key) {

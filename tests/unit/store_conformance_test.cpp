@@ -53,7 +53,7 @@ struct store_without_drain {
   ccp::stored_read read(std::string const&, std::span<std::string_view const>);
   std::vector<ccp::counter_reading> read_counters(std::span<std::string_view const>);
   bool write_if(std::string const&, std::shared_ptr<ccp::cached_response const>, std::span<ccp::write_condition const>);
-  std::uint64_t bump(std::string const&, bool, std::uint64_t, std::chrono::seconds);
+  ccp::bump_result bump(std::string const&, bool, std::uint64_t, std::chrono::seconds);
   bool erase(std::string const&);
 };
 static_assert(!ccp::store_primitives<store_without_drain>);

@@ -113,7 +113,7 @@ public:
     return true;
   }
 
-  std::uint64_t bump(std::string const& name, bool hard, std::uint64_t start, std::chrono::seconds ttl) {
+  bump_result bump(std::string const& name, bool hard, std::uint64_t start, std::chrono::seconds ttl) {
     auto const now = clock::now();
     auto& s = shard_of(name);
     std::unique_lock lock(s.mutex);
@@ -124,17 +124,18 @@ public:
     else c.value = detail::bumped(c.value);
     if (hard) c.floor = c.value;
     c.expires = std::max(c.expires, now + ttl);
-    return c.value;
+    return {c.value, {}};
   }
 
-  std::vector<std::string> drain(std::string const& name) {
-    std::vector<std::string> keys;
+  // Every shard in one step, each under its own lock.
+  drain_step drain(std::string const& name) {
+    drain_step step{0, false};
     for (std::size_t i = 0; i < shard_count_; ++i) {
-      std::unique_lock lock(shards_[i].mutex);
-      auto taken = shards_[i].index.take(name);
-      keys.insert(keys.end(), std::make_move_iterator(taken.begin()), std::make_move_iterator(taken.end()));
+      auto& s = shards_[i];
+      std::unique_lock lock(s.mutex);
+      for (auto const& key : s.index.take(name)) step.entries_removed += erase_locked(s, key) ? 1 : 0;
     }
-    return keys;
+    return step;
   }
 
   bool erase(std::string const& key) {

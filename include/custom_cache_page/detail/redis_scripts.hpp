@@ -88,48 +88,31 @@ local function index_add(index, member, ttl, now, budget)
 end
 )lua";
 
-// Stores an entry if every counter still has the version the entry recorded,
-// then indexes it under its plain tags (see detail/generations.hpp). A
-// missing counter is created at the recorded version (the fill proposed it:
-// nothing was written before the entry is kept), except for guard tags,
-// whose missing counter reads 0 (they are created only by invalidation).
-// KEYS: page, the n counters (the g guards last), then the indexes.
-// ARGV: n, g, the n versions, value, ttl ms, member, prune budget.
-// Returns 1 when stored, 0 when a counter moved on, or the n versions to
-// adopt when only counters created by other first fills differ.
-inline redis_script const& redis_store_script() {
-  static redis_script const s = make_redis_script("redis store (EVALSHA)", std::string(redis_lua_library) + R"lua(
+// The conditional write (store_primitives.hpp): when every counter holds
+// its expected value, or is missing and may be created, creates those at
+// their expected values, keeps every counter at least as long as the page,
+// stores the page and indexes it under its plain tags.
+// KEYS: page, the n counters, then the indexes.
+// ARGV: n, the n expected values, the n create flags ('1' or '0'), value,
+// ttl ms, member, prune budget.
+// Returns 1 when stored, 0 when a condition failed.
+inline redis_script const& redis_write_if_script() {
+  static redis_script const s = make_redis_script("redis write_if (EVALSHA)", std::string(redis_lua_library) + R"lua(
 local n = tonumber(ARGV[1])
-local g = tonumber(ARGV[2])
-local adopted, adopting = {}, false
 for i = 1, n do
-  local want = ARGV[i + 2]
   local current = redis.call('GET', KEYS[i + 1])
-  if i > n - g then
-    if (current or '0') ~= want then return 0 end
-  elseif want == '0' then
-    return 0
-  elseif current and current ~= want then
-    if not (even(current) and even(want)) then return 0 end
-    adopted[i], adopting = current, true
-  end
+  local create = ARGV[n + i + 1] == '1'
+  if (current or '0') ~= ARGV[i + 1] and not (not current and create) then return 0 end
 end
-if adopting then
-  local out = {}
-  for i = 1, n do out[i] = adopted[i] or ARGV[i + 2] end
-  return out
-end
-local ttl = tonumber(ARGV[n + 4])
--- Counters are created here, at the versions the entry proposed, and live
--- at least as long as the entry (a guard is only ever read).
-for i = 1, n - g do
-  redis.call('SET', KEYS[i + 1], ARGV[i + 2], 'NX', 'PX', ttl)
+local ttl = tonumber(ARGV[2 * n + 3])
+for i = 1, n do
+  if ARGV[n + i + 1] == '1' then redis.call('SET', KEYS[i + 1], ARGV[i + 1], 'NX', 'PX', ttl) end
   redis.call('PEXPIRE', KEYS[i + 1], ttl, 'GT')
 end
-redis.call('SET', KEYS[1], ARGV[n + 3], 'PX', ARGV[n + 4])
+redis.call('SET', KEYS[1], ARGV[2 * n + 2], 'PX', ttl)
 local now = now_ms()
-local budget = tonumber(ARGV[n + 6])
-for i = n + 2, #KEYS do index_add(KEYS[i], ARGV[n + 5], ttl, now, budget) end
+local budget = tonumber(ARGV[2 * n + 5])
+for i = n + 2, #KEYS do index_add(KEYS[i], ARGV[2 * n + 4], ttl, now, budget) end
 return 1
 )lua");
   return s;
@@ -224,6 +207,22 @@ struct redis_drain_result {
   std::size_t pages_removed = 0;
 };
 
+// One drain step (redis_drain_script).
+inline redis_drain_result redis_drain_step(redis_connection& c, redis_keys const& keys, std::string_view tag,
+                                           std::size_t batch, bool unlink_pages,
+                                           std::vector<std::string>* live_members = nullptr) {
+  auto a = redis_connection::script_args();
+  a.add(keys.index(tag)).add(batch).add(unlink_pages ? keys.page_prefix() : std::string());
+  a.view(live_members != nullptr ? "1" : "0");
+  auto reply = c.eval(redis_drain_script(), 1, a);
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 || reply->element[0]->type != REDIS_REPLY_INTEGER ||
+      reply->element[1]->type != REDIS_REPLY_INTEGER)
+    throw redis_error("redis drain (EVALSHA)", c.context(), reply.get());
+  if (live_members != nullptr)
+    for (std::size_t i = 2; i < reply->elements; ++i) live_members->emplace_back(reply_string(reply->element[i]));
+  return {static_cast<std::size_t>(reply->element[0]->integer), static_cast<std::size_t>(reply->element[1]->integer)};
+}
+
 // Empties `tag`'s index in steps of `batch`, each a short script, so other
 // clients are served between steps. With `unlink_pages` the pages go with
 // their members; with `live_members` the members still unexpired are
@@ -234,22 +233,11 @@ inline redis_drain_result redis_drain_index(redis_connection& c, redis_keys cons
                                             std::size_t batch, bool unlink_pages,
                                             std::vector<std::string>* live_members = nullptr) {
   redis_drain_result result;
-  std::string const index = keys.index(tag);
-  std::string const page_prefix = unlink_pages ? keys.page_prefix() : std::string();
-  std::string const batch_text = std::to_string(batch);
   for (;;) {
-    auto a = redis_connection::script_args();
-    a.view(index).view(batch_text).view(page_prefix).view(live_members != nullptr ? "1" : "0");
-    auto reply = c.eval(redis_drain_script(), 1, a);
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 || reply->element[0]->type != REDIS_REPLY_INTEGER ||
-        reply->element[1]->type != REDIS_REPLY_INTEGER)
-      throw redis_error("redis drain (EVALSHA)", c.context(), reply.get());
-    auto const popped = static_cast<std::size_t>(reply->element[0]->integer);
-    result.popped += popped;
-    result.pages_removed += static_cast<std::size_t>(reply->element[1]->integer);
-    if (live_members != nullptr)
-      for (std::size_t i = 2; i < reply->elements; ++i) live_members->emplace_back(reply_string(reply->element[i]));
-    if (popped < batch) return result;
+    auto const step = redis_drain_step(c, keys, tag, batch, unlink_pages, live_members);
+    result.popped += step.popped;
+    result.pages_removed += step.pages_removed;
+    if (step.popped < batch) return result;
   }
 }
 
