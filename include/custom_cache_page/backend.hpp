@@ -32,11 +32,14 @@
 // | b.invalidate_tag(tag, mode) | also bumps the tag's counter; hard removes the entries        |
 // |                             | indexed under it                                              |
 //
-// Optionally, for stores shared by several processes, a fill lock:
+// Optionally, for stores shared by several processes, a fill lock and pass
+// markers:
 //
 // | b.try_fill_lock(key, ttl)   | a token when this caller may refill `key` (held at most `ttl`),|
 // |                             | nothing when another holds the lock                           |
 // | b.release_fill_lock(key, t) | releases it if token `t` still holds it                       |
+// | b.mark_pass(key, ttl)       | for `ttl`, lookups of `key` say pass_marked (the response was  |
+// |                             | not storable: nobody should wait for an entry)                |
 //
 // Failures throw (cache_error or anything else); cache_page turns a throwing
 // lookup or store into a pass-through, and invalidations propagate.
@@ -66,6 +69,9 @@ struct lookup_result {
   // The entry was built before a soft purge of one of its tags: it is stale
   // whatever its expiry says, and its versions are older than `versions`.
   bool soft_purged = false;
+  // No entry, but a fill (in another process) found the response not
+  // storable a moment ago: run the handler without waiting for a fill.
+  bool pass_marked = false;
 };
 
 // Hard removes what a tag covers; soft (as Fastly's soft purge) marks it
@@ -109,6 +115,9 @@ concept cdn_backend = backend<B> && !store_backend<B>;
 // What any_backend holds: a store or a CDN backend.
 template <class B>
 concept store_or_cdn_backend = store_backend<B> || backend<B>;
+
+template <class B>
+concept pass_marking = requires(B& b, std::string const& key, std::chrono::milliseconds ttl) { b.mark_pass(key, ttl); };
 
 template <class B>
 concept fill_locking = requires(B& b, std::string const& key, std::chrono::milliseconds ttl, std::string const& token) {
@@ -164,6 +173,9 @@ public:
     return self_->try_fill_lock(key, ttl);
   }
   void release_fill_lock(std::string const& key, std::string const& token) const { self_->release_fill_lock(key, token); }
+  // A store without pass markers ignores it: its waiters are in this
+  // process, and a flight tells them.
+  void mark_pass(std::string const& key, std::chrono::milliseconds ttl) const { self_->mark_pass(key, ttl); }
 
   // The backend object, when it is a B.
   template <class B>
@@ -186,6 +198,7 @@ private:
     virtual void prepare_response(boost::beast::http::fields&, std::span<std::string_view const>) = 0;
     virtual std::optional<std::string> try_fill_lock(std::string const&, std::chrono::milliseconds) = 0;
     virtual void release_fill_lock(std::string const&, std::string const&) = 0;
+    virtual void mark_pass(std::string const&, std::chrono::milliseconds) = 0;
   };
   template <class B>
   struct model final : concept_ {
@@ -228,6 +241,9 @@ private:
       if constexpr (fill_locking<B>) {
         if (!token.empty()) b->release_fill_lock(k, token);
       }
+    }
+    void mark_pass(std::string const& k, std::chrono::milliseconds ttl) override {
+      if constexpr (pass_marking<B>) b->mark_pass(k, ttl);
     }
     std::shared_ptr<B> b;
   };

@@ -183,6 +183,7 @@ private:
         case step::call_handler: a = call(a.fill); break;
         case step::store: a = store(std::move(a.entry)); break;
         case step::invalidate_target: a = en_.target_invalidated(invalidate_target()); break;
+        case step::mark_pass: a = mark_pass(a.wait); break;
         case step::answer_entry: return answer(std::move(a));
         case step::answer_response: return h_.pass_through(std::move(*res_), en_.params());
         case step::rethrow: std::rethrow_exception(thrown_);
@@ -269,6 +270,15 @@ private:
         outcome = detail::store_outcome::failed;
       }
       return en_.stored(outcome, std::move(e));
+    }
+
+    detail::action mark_pass(std::chrono::milliseconds ttl) {
+      try {
+        backend_.mark_pass(en_.key(), ttl);
+      } catch (...) {
+        h_.stats().error(); // the marker only shortens waits
+      }
+      return en_.pass_marked();
     }
 
     bool invalidate_target() {

@@ -29,7 +29,9 @@
 // A counter reads {0, 0} when missing. A condition {name, expected, create}
 // holds when the counter's value is `expected`, or when it is missing and
 // `create` is set (it is then created with value and floor `expected`).
-// Optionally, fill locks as in backend.hpp (try_fill_lock, release_fill_lock).
+// Optionally, fill locks and pass markers as in backend.hpp (try_fill_lock,
+// release_fill_lock, mark_pass); a store with pass markers reports one in
+// stored_read::passed.
 #pragma once
 
 #include <custom_cache_page/backend.hpp>
@@ -56,6 +58,7 @@ struct counter_reading {
 struct stored_read {
   std::shared_ptr<cached_response const> entry;
   std::vector<counter_reading> counters; // `names`, then the entry's tags in its order
+  bool passed = false;                    // a pass marker is live under the key
 };
 
 struct drain_step {
@@ -102,6 +105,7 @@ public:
     auto const names = names_of(tags);
     auto read = s_->read(key, names);
     lookup_result out;
+    out.pass_marked = read.passed;
     for (std::size_t i = 0; i < tags.size(); ++i) out.versions.push_back(read.counters[i].value);
     if (!read.entry) return out;
     auto const& recorded = read.entry->tags;
@@ -170,6 +174,11 @@ public:
     requires fill_locking<S>
   {
     s_->release_fill_lock(key, token);
+  }
+  void mark_pass(std::string const& key, std::chrono::milliseconds ttl)
+    requires pass_marking<S>
+  {
+    s_->mark_pass(key, ttl);
   }
 
 private:

@@ -365,6 +365,18 @@ TEST_CASE("redis_backend: tag_versions reads counters in one round trip and crea
   CHECK(b.tag_versions({}).empty());
 }
 
+TEST_CASE("redis_backend: a pass marker is seen by lookups of its key until it expires", "[redis][backend]") {
+  ccp::redis_backend b(options_for("pass"));
+  std::vector<ccp::resolved_tag> const tags{plain("catalog")};
+  CHECK_FALSE(b.lookup("k", tags).pass_marked);
+  b.mark_pass("k", 300ms);
+  CHECK(b.lookup("k", tags).pass_marked);
+  CHECK_FALSE(b.lookup("other", tags).pass_marked);
+  CHECK(b.lookup("k", tags).versions == std::vector<std::uint64_t>{0}); // it creates no counter
+  std::this_thread::sleep_for(500ms);
+  CHECK_FALSE(b.lookup("k", tags).pass_marked);
+}
+
 TEST_CASE("redis_backend: concurrent first fills adopt one counter, an invalidation in between refuses",
           "[redis][backend]") {
   ccp::redis_backend b(options_for("adopt"));

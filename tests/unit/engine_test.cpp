@@ -35,6 +35,7 @@ struct found {
   std::string vary_language; // the Accept-Language it was built for; empty: no Vary
 };
 struct nothing_found {};
+struct pass_found {}; // no entry, and another process's pass marker
 struct lookup_error {};
 struct joined { bool leading; };
 struct locked { lock_outcome outcome; int at_ms = 0; };
@@ -45,8 +46,9 @@ struct responded { unsigned status = 200; std::string cache_control; };
 struct threw {};
 struct store_done { store_outcome outcome; };
 struct target_done { bool ok = true; };
-using event = std::variant<found, nothing_found, lookup_error, joined, locked, paused, flight_done, snapshot, responded,
-                           threw, store_done, target_done>;
+struct marked {};
+using event = std::variant<found, nothing_found, pass_found, lookup_error, joined, locked, paused, flight_done, snapshot,
+                           responded, threw, store_done, target_done, marked>;
 
 struct expect {
   event in;
@@ -95,6 +97,12 @@ struct runner {
   }
   ccp::detail::action on(found const& f) { return en.looked_up(lookup(f), req.base(), t0); }
   ccp::detail::action on(nothing_found) { return en.looked_up({}, req.base(), t0); }
+  ccp::detail::action on(pass_found) {
+    ccp::lookup_result r;
+    r.pass_marked = true;
+    return en.looked_up(std::move(r), req.base(), t0);
+  }
+  ccp::detail::action on(marked) { return en.pass_marked(); }
   ccp::detail::action on(lookup_error) { return en.lookup_failed(req.base(), t0); }
   ccp::detail::action on(joined j) { return en.joined(j.leading); }
   ccp::detail::action on(locked l) { return en.locked(l.outcome, t0 + std::chrono::milliseconds(l.at_ms)); }
@@ -116,7 +124,7 @@ struct runner {
 
 char const* name_of(step s) {
   static char const* const names[] = {"lookup",       "join",  "try_lead",          "lock",         "wait_flight",
-                                      "pause",        "snapshot", "call_handler",   "store",        "invalidate_target",
+                                      "pause",        "snapshot", "call_handler",   "store",        "mark_pass",  "invalidate_target",
                                       "answer_entry", "answer_response", "rethrow"};
   return names[static_cast<int>(s)];
 }
@@ -142,9 +150,20 @@ std::vector<row> const& rows() {
       {"a store refused because a counter moved answers the response unstored",
        then(leading_miss(), {{responded{}, step::store}, {store_done{store_outcome::refused}, step::answer_entry}}),
        "fwd=miss; detail=invalidated", step::lookup, http::verb::get, {}, {}, backend_state::ok, answer_kind::filled},
-      {"a response that may not be shared is answered as is",
-       then(leading_miss(), {{responded{200, "private"}, step::answer_response}}), "fwd=miss; detail=private"},
-      {"a 404 is not stored", then(leading_miss(), {{responded{404}, step::answer_response}}), "fwd=miss; detail=status"},
+      {"a response that may not be shared is answered as is, and marked for other processes",
+       then(leading_miss(), {{responded{200, "private"}, step::mark_pass}, {marked{}, step::answer_response}}),
+       "fwd=miss; detail=private"},
+      {"a 404 is not stored", then(leading_miss(), {{responded{404}, step::mark_pass}, {marked{}, step::answer_response}}),
+       "fwd=miss; detail=status"},
+      {"a pass marker: the miss runs the handler without a flight or a lock", {{pass_found{}, step::snapshot}}, ""},
+      {"a pass marker ends the wait on another process's fill at once",
+       {{nothing_found{}, step::join}, {joined{true}, step::lock}, {locked{lock_outcome::elsewhere}, step::pause},
+        {paused{}, step::lookup}, {pass_found{}, step::snapshot}},
+       ""},
+      {"a follower's own unstorable response leaves no marker (it did not lead)",
+       {{nothing_found{}, step::join}, {joined{false}, step::wait_flight}, {flight_done{false}, step::snapshot},
+        {snapshot{}, step::call_handler}, {responded{404}, step::answer_response}},
+       "fwd=miss; detail=status"},
       {"a follower is answered from the entry its leader stored",
        {{nothing_found{}, step::join}, {joined{false}, step::wait_flight}, {flight_done{true}, step::lookup},
         {found{}, step::answer_entry}},

@@ -11,7 +11,7 @@
 // | invalidate_tag          | all, each attempted even when another throws (below)   |
 // | invalidate_internal_tag | the stores only: a guard never reaches a CDN backend   |
 // | prepare_response        | all, in member order (each CDN adds its own header)    |
-// | fill locks              | the read member's                                      |
+// | fill locks, pass marks  | the read member's                                      |
 //
 // A member that keeps no pages (a CDN backend) is never asked to look up or
 // store; the read and versions members must keep pages.
@@ -190,6 +190,7 @@ public:
   void release_fill_lock(std::string const& key, std::string const& token) {
     members_[read_].backend.release_fill_lock(key, token);
   }
+  void mark_pass(std::string const& key, std::chrono::milliseconds ttl) { members_[read_].backend.mark_pass(key, ttl); }
 
   void prepare_response(boost::beast::http::fields& f, std::span<std::string_view const> names) {
     for (auto& m : members_) m.backend.prepare_response(f, names);

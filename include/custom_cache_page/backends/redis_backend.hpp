@@ -5,7 +5,7 @@
 //
 // | primitive     | Redis                                                         | round trips |
 // |---------------|---------------------------------------------------------------|-------------|
-// | read          | MGET page tagv:t1..tn tagf:t1..tn                             | 1 (*)       |
+// | read          | MGET page pass tagv:t1..tn tagf:t1..tn                        | 1 (*)       |
 // | read_counters | MGET tagv:t1..tn tagf:t1..tn                                  | 1           |
 // | write_if      | one script: compare every counter, create the missing ones a  | 1           |
 // |               | fill proposed, SET PX, index plain tags                       |             |
@@ -14,6 +14,7 @@
 // | drain         | one such step per call while steps come back full             | 1 each      |
 // | erase         | UNLINK page                                                   | 1           |
 // | fill lock     | SET lock NX PX; released by a token-checked script            | 1 + 1       |
+// | mark_pass     | SET pass PX (read with the page)                              | 1           |
 //
 // A coalesced miss through cache_page is then lookup, lock, re-read, store,
 // unlock: five round trips, against the handler it saves other processes.
@@ -66,7 +67,8 @@ public:
   // only for tags the entry recorded that `names` does not hold.
   stored_read read(std::string const& key, std::span<std::string_view const> names) {
     auto reply = mget("redis lookup (MGET)", key, names);
-    stored_read out{nullptr, counters_from(reply.get(), 1, names.size())};
+    stored_read out{nullptr, counters_from(reply.get(), 2, names.size())};
+    out.passed = reply->element[1]->type == REDIS_REPLY_STRING;
     redisReply const* page = reply->element[0];
     if (page->type != REDIS_REPLY_STRING) return out;
     auto entry = decode_entry(detail::reply_string(page));
@@ -173,17 +175,25 @@ public:
     });
   }
 
+  void mark_pass(std::string const& key, std::chrono::milliseconds ttl) {
+    detail::redis_args a{"SET"};
+    a.add(keys_.pass(key)).view("1").view("PX").add(std::max<std::int64_t>(1, ttl.count()));
+    client_->run("redis pass marker (SET PX)", [&](detail::redis_connection& c) {
+      return c.checked("redis pass marker (SET PX)", a, REDIS_REPLY_STATUS) != nullptr;
+    });
+  }
+
   std::shared_ptr<detail::redis_client> const& client() const { return client_; }
   detail::redis_keys const& keys() const { return keys_; }
 
 private:
-  // MGET [page] counter... floor... for `names`.
+  // MGET [page pass] counter... floor... for `names`.
   detail::redis_reply_ptr mget(char const* what, std::optional<std::string_view> key, std::span<std::string_view const> names) {
     detail::redis_args a{"MGET"};
-    if (key) a.add(keys_.page(*key));
+    if (key) a.add(keys_.page(*key)).add(keys_.pass(*key));
     for (auto const n : names) a.add(keys_.counter(n));
     for (auto const n : names) a.add(keys_.floor(n));
-    std::size_t const expected = (key ? 1 : 0) + 2 * names.size();
+    std::size_t const expected = (key ? 2 : 0) + 2 * names.size();
     return client_->run(what, [&](detail::redis_connection& c) {
       auto r = c.checked(what, a, REDIS_REPLY_ARRAY);
       if (r->elements != expected) throw detail::redis_error(what, c.context(), r.get());
@@ -258,6 +268,6 @@ private:
 
 static_assert(store_primitives<redis_store>);
 static_assert(store_backend<redis_backend>);
-static_assert(fill_locking<redis_backend>);
+static_assert(fill_locking<redis_backend> && pass_marking<redis_backend>);
 
 } // namespace custom_cache_page

@@ -18,7 +18,11 @@
 //                      │     elsewhere: pause ─► lookup ─► lock ... until the deadline
 //                      ▼
 //                    fill: snapshot? ─► call_handler ─► store ─► answer_entry
-//                                                     └► answer_response (not storable)
+//                                                     └► (mark_pass) answer_response (not storable)
+//
+// A pass marker (another process's fill found the response not storable a
+// moment ago) makes a miss run the handler at once: no flight, no lock, no
+// remote wait (Varnish's hit-for-miss).
 #pragma once
 
 #include <custom_cache_page/backend.hpp>
@@ -55,6 +59,7 @@ enum class step : std::uint8_t {
   snapshot,          // backend.tag_versions(tags()) -> snapshot_taken / snapshot_failed
   call_handler,      // run the handler (with a live fill_context when `fill`) -> response / handler_threw
   store,             // backend.store(key(), `entry`) after moving the body in -> stored
+  mark_pass,         // backend.mark_pass(key(), `wait`): not storable, tell other processes -> pass_marked
   invalidate_target, // an unsafe request succeeded: bump guard() in the store, erase key() -> target_invalidated
   answer_entry,      // answer from `entry` as `kind`, Cache-Status params()
   answer_response,   // answer the handler's response, Cache-Status params()
@@ -119,13 +124,14 @@ public:
   }
 
   action looked_up(lookup_result found, http::request_header<> const& req, time_point now = clock_now()) {
+    pass_marked_ = pass_marked_ || found.pass_marked;
     if (phase_ == phase::reading) return first_look(std::move(found), req, now);
     if (answers_fresh(found, req, now)) {
       stats_.coalesced();
       params_ = "; detail=coalesced";
       return {step::answer_entry, false, {}, std::const_pointer_cast<cached_response>(found.entry), answer_kind::hit, true};
     }
-    if (phase_ == phase::rereading_remote && now < deadline_) {
+    if (phase_ == phase::rereading_remote && now < deadline_ && !pass_marked_) {
       phase_ = phase::relocking;
       return {step::lock};
     }
@@ -230,6 +236,8 @@ public:
     }
     return {step::answer_entry, false, {}, std::move(entry), answer_kind::filled, outcome == store_outcome::stored};
   }
+
+  action pass_marked() { return {step::answer_response}; }
 
   action target_invalidated(bool ok) {
     if (!ok) stats_.error();
@@ -343,7 +351,7 @@ private:
       params_ = fmt::format("fwd={}; detail={}", fwd_, head_ ? "head" : "store-unavailable");
       return {step::call_handler, true};
     }
-    if (leading_ || refresh_ || !o_.coalesce) return fill_or_snapshot(); // leading_: a stale-while-revalidate leader
+    if (leading_ || refresh_ || pass_marked_ || !o_.coalesce) return fill_or_snapshot(); // leading_: a stale-while-revalidate leader
     phase_ = phase::joining;
     return {step::join};
   }
@@ -377,9 +385,13 @@ private:
     }
   }
 
+  // A leader's response that may not be stored leaves a pass marker for
+  // coalesce_wait: another process's waiters then stop waiting at once.
   action not_stored(not_stored_reason why) {
     stats_.not_stored(why);
     params_ = fmt::format("fwd={}; detail={}", fwd_, to_string(why));
+    bool const property_of_response = why != not_stored_reason::store_failed;
+    if (leading_ && property_of_response) return {step::mark_pass, false, o_.coalesce_wait};
     return {step::answer_response};
   }
 
@@ -426,6 +438,7 @@ private:
   bool refresh_ = false;
   bool store_down_ = false;
   bool leading_ = false;
+  bool pass_marked_ = false;
   bool snapshot_ok_ = true;
 };
 

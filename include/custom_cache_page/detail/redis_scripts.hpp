@@ -5,6 +5,8 @@
 //   <prefix>tagv:<tag>           the tag's counter (decimal), EX its lifetime
 //   <prefix>lock:<storage key>   a fill lock: the holder's random token, PX
 //                                its hold time
+//   <prefix>pass:<storage key>   a pass marker: the last fill found the
+//                                response not storable, PX a short time
 //   <prefix>tagf:<tag>           after a soft purge: the counter value at the
 //                                last hard invalidation (entries built at or
 //                                after it are stale, not gone); absent, the
@@ -39,6 +41,7 @@ struct redis_keys {
   std::string index(std::string_view tag) const { return join("tagidx:", tag); }
   std::string floor(std::string_view tag) const { return join("tagf:", tag); }
   std::string lock(std::string_view key) const { return join("lock:", key); }
+  std::string pass(std::string_view key) const { return join("pass:", key); }
   std::string page_prefix() const { return prefix + "page:"; }
   std::string index_prefix() const { return prefix + "tagidx:"; }
 
