@@ -801,7 +801,7 @@ TEST_CASE("a CDN backend alone behind cache_page stores nothing and says so, and
   CHECK(calls->load() == 2);
 }
 
-TEST_CASE("composite:// lists names and member URLs; a member that keeps no pages cannot be read from",
+TEST_CASE("composite:// lists names and member URLs, and a member that keeps no pages cannot be read from",
           "[cdn][composite][registry]") {
   ccp::registry r;
   ccp::enable_cdn(r);
