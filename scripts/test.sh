@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds the dev and asan presets, runs every test
-# in both, the unit tests under tsan, then installs the library and builds
-# an out-of-tree consumer.
+# Installs what is missing, builds the dev and asan presets, runs the unit
+# tests in both and the integration tests (real redis-server, varnishd and
+# the demo) once, under asan; the unit tests under tsan; then installs the
+# library and builds an out-of-tree consumer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-debian.sh
 
-for preset in dev asan; do
-  echo "=== preset ${preset}: configure, build, test ==="
-  cmake --preset "${preset}"
-  cmake --build --preset "${preset}"
-  ctest --preset "${preset}"
-done
+# dev builds everything but the integration suite, which runs once, in asan.
+echo "=== preset dev: configure, build, test (unit tests, documentation) ==="
+cmake --preset dev -DCUSTOM_CACHE_PAGE_INTEGRATION_TESTS=OFF
+cmake --build --preset dev
+ctest --preset dev
+
+echo "=== preset asan: configure, build, test (unit and integration tests) ==="
+cmake --preset asan -DCUSTOM_CACHE_PAGE_INTEGRATION_TESTS=ON
+cmake --build --preset asan
+ctest --preset asan
 
 # ThreadSanitizer over the unit tests: the concurrency, budget and
 # memory backend tests run threads against one backend.

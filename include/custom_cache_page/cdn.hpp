@@ -86,16 +86,24 @@ inline std::string cdn_id(boost::urls::url_view const& u, std::string_view what)
   throw cache_error(error::bad_configuration, "unknown " + std::string(scheme) + ":// option '" + std::string(key) + "'");
 }
 
+// The options fastly:// and cloudflare:// share; false for any other key.
+template <class Options>
+bool parse_cdn_api_option(std::string_view scheme, boost::urls::param const& p, Options& o, std::string& token_env) {
+  if (p.key == "token_env") token_env = p.value;
+  else if (p.key == "api") o.api_base = p.value;
+  else if (p.key == "timeout") o.timeout = parse_cdn_duration(scheme, p.key, p.value);
+  else if (p.key == "max_retry_wait") o.max_retry_wait = parse_cdn_duration(scheme, p.key, p.value);
+  else return false;
+  return true;
+}
+
 inline fastly_backend_options parse_fastly_url(boost::urls::url_view const& u) {
   fastly_backend_options o;
   o.service_id = cdn_id(u, "service id");
   std::string token_env = "FASTLY_API_TOKEN";
   for (auto const& p : u.params()) {
-    if (p.key == "token_env") token_env = p.value;
-    else if (p.key == "api") o.api_base = p.value;
-    else if (p.key == "soft_purge") o.soft_purge = parse_cdn_bool("fastly", p.key, p.value);
-    else if (p.key == "timeout") o.timeout = parse_cdn_duration("fastly", p.key, p.value);
-    else if (p.key == "max_retry_wait") o.max_retry_wait = parse_cdn_duration("fastly", p.key, p.value);
+    if (parse_cdn_api_option("fastly", p, o, token_env)) continue;
+    if (p.key == "soft_purge") o.soft_purge = parse_cdn_bool("fastly", p.key, p.value);
     else cdn_unknown_option("fastly", p.key);
   }
   o.api_token = cdn_token_from_env("fastly", token_env);
@@ -106,13 +114,8 @@ inline cloudflare_backend_options parse_cloudflare_url(boost::urls::url_view con
   cloudflare_backend_options o;
   o.zone_id = cdn_id(u, "zone id");
   std::string token_env = "CLOUDFLARE_API_TOKEN";
-  for (auto const& p : u.params()) {
-    if (p.key == "token_env") token_env = p.value;
-    else if (p.key == "api") o.api_base = p.value;
-    else if (p.key == "timeout") o.timeout = parse_cdn_duration("cloudflare", p.key, p.value);
-    else if (p.key == "max_retry_wait") o.max_retry_wait = parse_cdn_duration("cloudflare", p.key, p.value);
-    else cdn_unknown_option("cloudflare", p.key);
-  }
+  for (auto const& p : u.params())
+    if (!parse_cdn_api_option("cloudflare", p, o, token_env)) cdn_unknown_option("cloudflare", p.key);
   o.api_token = cdn_token_from_env("cloudflare", token_env);
   return o;
 }

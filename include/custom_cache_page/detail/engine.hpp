@@ -85,7 +85,7 @@ class engine {
 public:
   using time_point = cached_response::clock::time_point;
 
-  // The internal per-target tag (see start_unsafe). It never reaches a
+  // The internal per-target tag (see start_other). It never reaches a
   // CDN backend or a header: guard tags are marked `guard`.
   static constexpr std::chrono::seconds guard_ttl{std::chrono::hours(24)};
   static std::string guard_name(std::string const& key) { return "~target:" + key; }

@@ -74,13 +74,8 @@ Int parse_redis_number(std::string_view name, std::string_view text, Int min, In
   return v;
 }
 
-} // namespace detail
-
-// The options a redis:// or unix:// URL describes; throws cache_error
-// (bad_configuration) naming what it cannot use.
-inline redis_options parse_redis_url(boost::urls::url_view const& u) {
-  using detail::parse_redis_number;
-  redis_options o;
+// Where a redis:// or unix:// URL points: host, port and db, or the socket.
+inline void parse_redis_endpoint(boost::urls::url_view const& u, redis_options& o) {
   std::string const scheme(u.scheme());
   if (scheme == "redis") {
     if (u.host_type() == boost::urls::host_type::ipv6) o.host = u.host_ipv6_address().to_string();
@@ -103,6 +98,17 @@ inline redis_options parse_redis_url(boost::urls::url_view const& u) {
   } else {
     throw cache_error(error::bad_configuration, "not a Redis URL scheme: '" + scheme + "'");
   }
+}
+
+} // namespace detail
+
+// The options a redis:// or unix:// URL describes; throws cache_error
+// (bad_configuration) naming what it cannot use.
+inline redis_options parse_redis_url(boost::urls::url_view const& u) {
+  using detail::parse_redis_number;
+  redis_options o;
+  std::string const scheme(u.scheme());
+  detail::parse_redis_endpoint(u, o);
   if (u.has_userinfo()) {
     o.username = u.user();
     if (u.has_password()) o.password = u.password();
