@@ -365,11 +365,17 @@ TEST_CASE("redis_backend: tag_versions reads counters in one round trip and crea
   CHECK(b.tag_versions({}).empty());
 }
 
-TEST_CASE("redis_backend: a pass marker is seen by lookups of its key until it expires", "[redis][backend]") {
+TEST_CASE("redis_backend: a fill that was waited for leaves a pass marker, seen by lookups until it expires",
+          "[redis][backend]") {
   ccp::redis_backend b(options_for("pass"));
   std::vector<ccp::resolved_tag> const tags{plain("catalog")};
+  b.mark_pass("k", 300ms); // nobody waited for this fill: nothing is written
   CHECK_FALSE(b.lookup("k", tags).pass_marked);
+  auto const token = b.try_fill_lock("k", 1s);
+  REQUIRE(token);
+  CHECK_FALSE(b.try_fill_lock("k", 1s)); // another process waits
   b.mark_pass("k", 300ms);
+  b.release_fill_lock("k", *token);
   CHECK(b.lookup("k", tags).pass_marked);
   CHECK_FALSE(b.lookup("other", tags).pass_marked);
   CHECK(b.lookup("k", tags).versions == std::vector<std::uint64_t>{0}); // it creates no counter
@@ -404,6 +410,7 @@ TEST_CASE("redis_backend: requests whose responses are not stored leave no key b
   auto const o = options_for("bounded", 6);
   ccp::redis_backend b(o);
   auto ctx = ccp_test::redis_server::shared().connect();
+  command(ctx.get(), {"SELECT", "6"}); // the backend's database
   command(ctx.get(), {"FLUSHDB"});
   auto const handler = [](http::request<http::string_body> const& req) {
     http::response<http::string_body> res{http::status::not_found, req.version()};

@@ -13,8 +13,10 @@
 // |               | first drain step (ZPOPMIN + UNLINK of `drain_batch` members)  |             |
 // | drain         | one such step per call while steps come back full             | 1 each      |
 // | erase         | UNLINK page                                                   | 1           |
-// | fill lock     | SET lock NX PX; released by a token-checked script            | 1 + 1       |
-// | mark_pass     | SET pass PX (read with the page)                              | 1           |
+// | fill lock     | a script: SET lock NX PX, or note a waiter; released by a     | 1 + 1       |
+// |               | token-checked script                                          |             |
+// | mark_pass     | a script: SET pass PX when a waiter was noted (read with the  | 1           |
+// |               | page)                                                         |             |
 //
 // A coalesced miss through cache_page is then lookup, lock, re-read, store,
 // unlock: five round trips, against the handler it saves other processes.
@@ -154,14 +156,15 @@ public:
 
   // Fill locks (SET NX PX, released by a token-checked script), so that of
   // several processes one refreshes a key while the others wait and re-read.
+  // A process that finds the lock held is noted as waiting (see mark_pass).
   std::optional<std::string> try_fill_lock(std::string const& key, std::chrono::milliseconds ttl) {
     auto token = fmt::format("{:016x}", detail::fresh_generation());
-    detail::redis_args a{"SET"};
-    a.add(keys_.lock(key)).view(token).view("NX").view("PX").add(std::max<std::int64_t>(1, ttl.count()));
-    return client_->run("redis fill lock (SET NX PX)", [&](detail::redis_connection& c) -> std::optional<std::string> {
-      auto r = c.call("redis fill lock (SET NX PX)", a);
-      if (r->type == REDIS_REPLY_NIL) return std::nullopt;
-      if (r->type != REDIS_REPLY_STATUS) throw detail::redis_error("redis fill lock (SET NX PX)", c.context(), r.get());
+    auto a = detail::redis_connection::script_args();
+    a.add(keys_.lock(key)).add(keys_.waiters(key)).view(token).add(std::max<std::int64_t>(1, ttl.count()));
+    return client_->run("redis fill lock (EVALSHA)", [&](detail::redis_connection& c) -> std::optional<std::string> {
+      auto r = c.eval(detail::redis_lock_script(), 2, a);
+      if (r->type != REDIS_REPLY_INTEGER) throw detail::redis_error("redis fill lock (EVALSHA)", c.context(), r.get());
+      if (r->integer == 0) return std::nullopt;
       return token;
     });
   }
@@ -175,11 +178,15 @@ public:
     });
   }
 
+  // Only when another process waited for this fill: a response nobody
+  // waits for leaves nothing in Redis.
   void mark_pass(std::string const& key, std::chrono::milliseconds ttl) {
-    detail::redis_args a{"SET"};
-    a.add(keys_.pass(key)).view("1").view("PX").add(std::max<std::int64_t>(1, ttl.count()));
-    client_->run("redis pass marker (SET PX)", [&](detail::redis_connection& c) {
-      return c.checked("redis pass marker (SET PX)", a, REDIS_REPLY_STATUS) != nullptr;
+    auto a = detail::redis_connection::script_args();
+    a.add(keys_.pass(key)).add(keys_.waiters(key)).add(std::max<std::int64_t>(1, ttl.count()));
+    client_->run("redis pass marker (EVALSHA)", [&](detail::redis_connection& c) {
+      auto r = c.eval(detail::redis_pass_script(), 2, a);
+      if (r->type != REDIS_REPLY_INTEGER) throw detail::redis_error("redis pass marker (EVALSHA)", c.context(), r.get());
+      return r->integer == 1;
     });
   }
 

@@ -5,8 +5,13 @@
 //   <prefix>tagv:<tag>           the tag's counter (decimal), EX its lifetime
 //   <prefix>lock:<storage key>   a fill lock: the holder's random token, PX
 //                                its hold time
-//   <prefix>pass:<storage key>   a pass marker: the last fill found the
-//                                response not storable, PX a short time
+//   <prefix>lockw:<storage key>  set when a process found the fill lock held
+//                                (someone waits for this fill), PX the lock's
+//   <prefix>pass:<storage key>   a pass marker: the fill that others waited
+//                                for found the response not storable, PX a
+//                                short time. Only a waited-for fill leaves
+//                                one, so requests nobody waits on write
+//                                nothing
 //   <prefix>tagf:<tag>           after a soft purge: the counter value at the
 //                                last hard invalidation (entries built at or
 //                                after it are stale, not gone); absent, the
@@ -42,6 +47,7 @@ struct redis_keys {
   std::string floor(std::string_view tag) const { return join("tagf:", tag); }
   std::string lock(std::string_view key) const { return join("lock:", key); }
   std::string pass(std::string_view key) const { return join("pass:", key); }
+  std::string waiters(std::string_view key) const { return join("lockw:", key); }
   std::string page_prefix() const { return prefix + "page:"; }
   std::string index_prefix() const { return prefix + "tagidx:"; }
 
@@ -181,6 +187,29 @@ redis.call('EXPIRE', KEYS[1], ARGV[2], 'GT')
 if ARGV[5] == 'soft' then return {redis.call('GET', KEYS[1]), 0, 0} end
 local step = drain_step(KEYS[2], ARGV[3], ARGV[4], false)
 return {redis.call('GET', KEYS[1]), step[1], step[2]}
+)lua");
+  return s;
+}
+
+// Takes a fill lock, or notes that a fill is waited for.
+// KEYS: lock, waiters; ARGV: token, hold time ms. Returns 1 when taken.
+inline redis_script const& redis_lock_script() {
+  static redis_script const s = make_redis_script("redis fill lock (EVALSHA)", R"lua(
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+return 0
+)lua");
+  return s;
+}
+
+// Leaves a pass marker if another process waited for this fill.
+// KEYS: pass, waiters; ARGV: ttl ms. Returns 1 when marked.
+inline redis_script const& redis_pass_script() {
+  static redis_script const s = make_redis_script("redis pass marker (EVALSHA)", R"lua(
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+redis.call('DEL', KEYS[2])
+return 1
 )lua");
   return s;
 }
