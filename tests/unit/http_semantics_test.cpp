@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <string>
 #include <vector>
@@ -255,6 +257,10 @@ TEST_CASE("not_modified compares If-Modified-Since with Last-Modified", "[http]"
   CHECK(d::not_modified(with_since("Sun, 06 Nov 1994 08:49:38 GMT"), e));  // later
   CHECK_FALSE(d::not_modified(with_since("Sun, 06 Nov 1994 08:49:36 GMT"), e)); // earlier
   CHECK_FALSE(d::not_modified(with_since("yesterday"), e));
+  // The obsolete forms a recipient must accept (RFC 9110 §5.6.7).
+  CHECK(d::not_modified(with_since("Sunday, 06-Nov-94 08:49:37 GMT"), e));
+  CHECK(d::not_modified(with_since("Sun Nov  6 08:49:37 1994"), e));
+  CHECK_FALSE(d::not_modified(with_since("Sun Nov  6 08:49:36 1994"), e));
   ccp::cached_response undated;
   CHECK_FALSE(d::not_modified(with_since("Sun, 06 Nov 1994 08:49:37 GMT"), undated));
 }
@@ -274,6 +280,29 @@ TEST_CASE("http_date writes IMF-fixdate and parse_http_date reads it back", "[ht
   CHECK_FALSE(d::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT trailing").has_value());
   CHECK_FALSE(d::parse_http_date("").has_value());
   CHECK_FALSE(d::parse_http_date("1994-11-06T08:49:37Z").has_value());
+}
+
+TEST_CASE("parse_http_date reads the RFC 850 and asctime forms too (RFC 9110 5.6.7)", "[http][rfc9110]") {
+  CHECK(d::parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT") == rfc_example);
+  CHECK(d::parse_http_date("Sun Nov  6 08:49:37 1994") == rfc_example);
+  CHECK(d::parse_http_date("Sun Nov 16 08:49:37 1994") == rfc_example + std::chrono::days(10));
+  // A two-digit year more than 50 years ahead is the last century's.
+  using namespace std::chrono;
+  int const now = static_cast<int>(year_month_day{floor<days>(system_clock::now())}.year());
+  auto const ahead = (now + 49) % 100, behind = (now + 51) % 100;
+  auto const year_of = [](std::string const& text) {
+    return static_cast<int>(year_month_day{floor<days>(*d::parse_http_date(text))}.year());
+  };
+  CHECK(year_of(fmt::format("Monday, 01-Jan-{:02} 00:00:00 GMT", ahead)) == now + 49);
+  CHECK(year_of(fmt::format("Monday, 01-Jan-{:02} 00:00:00 GMT", behind)) == now + 51 - 100);
+  for (auto const* bad : {"Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 6 Nov 1994 08:49:37 GMT", "Sun,  6 Nov 1994 08:49:37 GMT",
+                          "Sun, 31 Feb 1994 08:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 24:00:00 GMT",
+                          "Sun, 06 Nov 1994 08:4a:37 GMT", "Sunday, 06-Nov-1994 08:49:37 GMT", "Sundae, 06-Nov-94 08:49:37 GMT",
+                          "Sun Nov 6 08:49:37 1994", "Sun Nov  6 08:49:37 94", "Xyz Nov  6 08:49:37 1994",
+                          "Sun, 06 Nov -994 08:49:37 GMT"}) {
+    INFO(bad);
+    CHECK_FALSE(d::parse_http_date(bad).has_value());
+  }
 }
 
 TEST_CASE("with_max_age patches Cache-Control as Django does", "[http]") {

@@ -227,12 +227,70 @@ inline std::string http_date(std::chrono::system_clock::time_point t) {
   return fmt::format("{:%a, %d %b %Y %H:%M:%S} GMT", fmt::gmtime(tt));
 }
 
+namespace http_dates {
+
+inline constexpr std::string_view weekdays[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+inline constexpr std::string_view long_weekdays[] = {"Monday", "Tuesday", "Wednesday", "Thursday",
+                                                     "Friday", "Saturday", "Sunday"};
+inline constexpr std::string_view months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                              "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+template <std::size_t N>
+bool one_of(std::string_view s, std::string_view const (&names)[N]) {
+  return std::find(std::begin(names), std::end(names), s) != std::end(names);
+}
+
+// Digits only, all of `s`.
+inline std::optional<int> number(std::string_view s) {
+  int n = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (s.empty() || ec != std::errc{} || end != s.data() + s.size() || s.front() == '-' || s.front() == '+') return std::nullopt;
+  return n;
+}
+
+// "Nov", 6, 1994, "08:49:37" to a time point; nothing for an impossible date.
+inline std::optional<std::chrono::system_clock::time_point> compose(std::string_view month, std::optional<int> d,
+                                                                    std::optional<int> year, std::string_view hms) {
+  using namespace std::chrono;
+  auto const m = std::find(std::begin(months), std::end(months), month) - std::begin(months) + 1;
+  auto const h = number(hms.substr(0, 2)), mi = number(hms.substr(3, 2)), se = number(hms.substr(6, 2));
+  if (m > 12 || !d || !year || !h || !mi || !se || hms.size() != 8 || hms[2] != ':' || hms[5] != ':') return std::nullopt;
+  year_month_day const ymd{std::chrono::year{*year}, std::chrono::month{static_cast<unsigned>(m)},
+                           std::chrono::day{static_cast<unsigned>(*d)}};
+  if (!ymd.ok() || *h > 23 || *mi > 59 || *se > 60) return std::nullopt;
+  return sys_days{ymd} + hours{*h} + minutes{*mi} + seconds{*se};
+}
+
+// RFC 850's two-digit year: the one within 50 years of now, never more
+// than 50 years ahead (RFC 9110 §5.6.7).
+inline std::optional<int> two_digit_year(std::string_view yy) {
+  auto const n = yy.size() == 2 ? number(yy) : std::nullopt;
+  if (!n) return std::nullopt;
+  using namespace std::chrono;
+  int const now = static_cast<int>(year_month_day{floor<days>(system_clock::now())}.year());
+  int y = now - now % 100 + *n;
+  if (y > now + 50) y -= 100;
+  return y;
+}
+
+} // namespace http_dates
+
+// An HTTP-date in any of its three forms (RFC 9110 §5.6.7): IMF-fixdate
+// "Sun, 06 Nov 1994 08:49:37 GMT", RFC 850 "Sunday, 06-Nov-94 08:49:37 GMT"
+// and asctime "Sun Nov  6 08:49:37 1994". Nothing for anything else.
 inline std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string_view s) {
-  std::tm tm{};
-  std::string text(s);
-  char const* end = ::strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  if (end == nullptr || *end != '\0') return std::nullopt;
-  return std::chrono::system_clock::from_time_t(::timegm(&tm));
+  using namespace http_dates;
+  if (s.size() == 29 && one_of(s.substr(0, 3), weekdays) && s.substr(3, 2) == ", " && s[7] == ' ' && s[11] == ' ' &&
+      s[16] == ' ' && s.substr(25) == " GMT")
+    return compose(s.substr(8, 3), number(s.substr(5, 2)), number(s.substr(12, 4)), s.substr(17, 8));
+  if (s.size() == 24 && one_of(s.substr(0, 3), weekdays) && s[3] == ' ' && s[7] == ' ' && s[10] == ' ' && s[19] == ' ')
+    return compose(s.substr(4, 3), number(s[8] == ' ' ? s.substr(9, 1) : s.substr(8, 2)), number(s.substr(20, 4)),
+                   s.substr(11, 8));
+  auto const comma = s.find(", ");
+  if (comma == std::string_view::npos || !one_of(s.substr(0, comma), long_weekdays)) return std::nullopt;
+  auto const rest = s.substr(comma + 2); // "06-Nov-94 08:49:37 GMT"
+  if (rest.size() != 22 || rest[2] != '-' || rest[6] != '-' || rest[9] != ' ' || rest.substr(18) != " GMT") return std::nullopt;
+  return compose(rest.substr(3, 3), number(rest.substr(0, 2)), two_digit_year(rest.substr(7, 2)), rest.substr(10, 8));
 }
 
 // If-None-Match against an entity tag, weak comparison (RFC 9110 §13.1.2).
