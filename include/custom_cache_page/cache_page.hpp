@@ -181,7 +181,7 @@ private:
           break;
         case step::snapshot: a = snapshot(); break;
         case step::call_handler: a = call(a.fill); break;
-        case step::store: a = store(std::move(a.entry)); break;
+        case step::store: a = store(std::move(a.building)); break;
         case step::invalidate_target: a = en_.target_invalidated(invalidate_target()); break;
         case step::mark_pass: a = mark_pass(a.wait); break;
         case step::answer_entry: return answer(std::move(a));

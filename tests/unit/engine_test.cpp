@@ -276,7 +276,7 @@ TEST_CASE("engine transitions, table-driven", "[engine]") {
       for (std::size_t i = 0; i < r.script.size(); ++i) {
         INFO("event " << i);
         REQUIRE(name_of(a.what) != std::string("rethrow"));
-        if (a.what == step::store) run.pending = a.entry;
+        if (a.what == step::store) run.pending = a.building;
         a = run.feed(r.script[i].in);
         REQUIRE(name_of(a.what) == std::string(name_of(r.script[i].out)));
       }
@@ -298,12 +298,12 @@ TEST_CASE("engine: the fill's entry records the counters it was built under and 
   CHECK(run.en.tags()[0].name == "catalog");
   CHECK(run.en.tags()[1].guard);
   CHECK(run.en.guard() == "~target:" + run.en.key());
-  REQUIRE(a.entry->tags.size() == 2);
-  CHECK(a.entry->tags[0] == ccp::tag_version{"catalog", 7, false, false});
-  CHECK(a.entry->tags[1].guard);
-  CHECK(a.entry->expires_at - a.entry->stored_at == std::chrono::seconds(300)); // the default timeout
-  CHECK(a.entry->body.empty()); // the front end moves the body in
-  a = run.en.stored(store_outcome::stored, a.entry);
+  REQUIRE(a.building->tags.size() == 2);
+  CHECK(a.building->tags[0] == ccp::tag_version{"catalog", 7, false, false});
+  CHECK(a.building->tags[1].guard);
+  CHECK(a.building->expires_at - a.building->stored_at == std::chrono::seconds(300)); // the default timeout
+  CHECK(a.building->body.empty()); // the front end moves the body in
+  a = run.en.stored(store_outcome::stored, a.building);
   CHECK(a.flight_stored);
   CHECK(run.counters.snapshot().stored == 1);
   CHECK(run.counters.snapshot().misses == 1);

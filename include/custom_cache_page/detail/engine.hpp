@@ -58,7 +58,7 @@ enum class step : std::uint8_t {
   pause,             // let `wait` pass (another process fills) -> paused
   snapshot,          // backend.tag_versions(tags()) -> snapshot_taken / snapshot_failed
   call_handler,      // run the handler (with a live fill_context when `fill`) -> response / handler_threw
-  store,             // backend.store(key(), `entry`) after moving the body in -> stored
+  store,             // backend.store(key(), `building`) after moving the body in -> stored
   mark_pass,         // backend.mark_pass(key(), `wait`): not storable, tell other processes -> pass_marked
   invalidate_target, // an unsafe request succeeded: bump guard() in the store, erase key() -> target_invalidated
   answer_entry,      // answer from `entry` as `kind`, Cache-Status params()
@@ -76,9 +76,10 @@ struct action {
   step what = step::rethrow;
   bool fill = false;                              // call_handler: the response may be stored
   std::chrono::milliseconds wait{0};              // wait_flight, pause
-  std::shared_ptr<cached_response> entry;         // store (body still empty), answer_entry
+  std::shared_ptr<cached_response const> entry;   // answer_entry
   answer_kind kind = answer_kind::hit;            // answer_entry
   bool flight_stored = false;                     // answers: what the flight's followers learn
+  std::shared_ptr<cached_response> building;      // store: the new entry, its body still to move in
 };
 
 class engine {
@@ -129,7 +130,7 @@ public:
     if (answers_fresh(found, req, now)) {
       stats_.coalesced();
       params_ = "; detail=coalesced";
-      return {step::answer_entry, false, {}, std::const_pointer_cast<cached_response>(found.entry), answer_kind::hit, true};
+      return {step::answer_entry, false, {}, found.entry, answer_kind::hit, true};
     }
     if (phase_ == phase::rereading_remote && now < deadline_ && !pass_marked_) {
       phase_ = phase::relocking;
@@ -218,10 +219,10 @@ public:
     auto const ttl = why ? std::chrono::seconds(0) : timeout(res);
     if (!why && ttl.count() <= 0) why = not_stored_reason::zero_timeout;
     if (why) return not_stored(*why);
-    return {step::store, false, {}, make_entry(res, body, ctx, req, ttl, now)};
+    return {step::store, false, {}, nullptr, answer_kind::hit, false, make_entry(res, body, ctx, req, ttl, now)};
   }
 
-  action stored(store_outcome outcome, std::shared_ptr<cached_response> entry) {
+  action stored(store_outcome outcome, std::shared_ptr<cached_response const> entry) {
     if (outcome == store_outcome::stored) {
       stats_.store();
       params_ = fmt::format("fwd={}; stored", fwd_);
@@ -315,7 +316,7 @@ private:
     if (judged_.state == freshness::fresh) {
       stats_.hit();
       params_.clear();
-      return {step::answer_entry, false, {}, std::const_pointer_cast<cached_response>(found_.entry), answer_kind::hit};
+      return {step::answer_entry, false, {}, found_.entry, answer_kind::hit};
     }
     if (judged_.state != freshness::revalidate_stale) return classify_stale();
     phase_ = phase::revalidating; // one request refreshes; the others answer stale meanwhile
@@ -333,13 +334,13 @@ private:
   action stale_answer(std::string_view params) {
     stats_.stale();
     params_ = params;
-    return {step::answer_entry, false, {}, std::const_pointer_cast<cached_response>(found_.entry), answer_kind::stale};
+    return {step::answer_entry, false, {}, found_.entry, answer_kind::stale};
   }
 
   action stale_fallback(std::string params) {
     stats_.stale();
     params_ = std::move(params);
-    return {step::answer_entry, false, {}, std::const_pointer_cast<cached_response>(fallback_), answer_kind::stale};
+    return {step::answer_entry, false, {}, fallback_, answer_kind::stale};
   }
 
   action miss() {
