@@ -37,6 +37,8 @@
 #include <custom_cache_page/backend.hpp>
 #include <custom_cache_page/detail/generations.hpp>
 
+#include <boost/container/small_vector.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <concepts>
@@ -200,8 +202,9 @@ private:
     return versions;
   }
 
-  static std::vector<std::string_view> names_of(std::span<resolved_tag const> tags) {
-    std::vector<std::string_view> names;
+  // On the stack for the usual few tags: a hit allocates no name list.
+  static boost::container::small_vector<std::string_view, 8> names_of(std::span<resolved_tag const> tags) {
+    boost::container::small_vector<std::string_view, 8> names;
     names.reserve(tags.size());
     for (auto const& t : tags) names.emplace_back(t.name);
     return names;
