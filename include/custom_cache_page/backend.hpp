@@ -43,12 +43,21 @@
 //
 // Failures throw (cache_error or anything else); cache_page turns a throwing
 // lookup or store into a pass-through, and invalidations propagate.
+//
+// A backend whose operations wait on the network also offers them as
+// awaitables, named async_<operation> with the same arguments and results
+// (async_lookup, async_tag_versions, async_store, async_erase,
+// async_invalidate_tag, async_try_fill_lock, async_release_fill_lock,
+// async_mark_pass): the awaitable front end of cache_page then never blocks
+// an io_context thread on it. The others' operations are called as they
+// are (the memory store takes a shard lock, no I/O).
 #pragma once
 
 #include <custom_cache_page/entry.hpp>
 #include <custom_cache_page/error.hpp>
 #include <custom_cache_page/tags.hpp>
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/beast/http/fields.hpp>
 
 #include <chrono>
@@ -177,6 +186,33 @@ public:
   // process, and a flight tells them.
   void mark_pass(std::string const& key, std::chrono::milliseconds ttl) const { self_->mark_pass(key, ttl); }
 
+  // The same operations as awaitables (see the top of this file).
+  boost::asio::awaitable<lookup_result> async_lookup(std::string const& key, std::span<resolved_tag const> tags) const {
+    return self_->async_lookup(key, tags);
+  }
+  boost::asio::awaitable<std::vector<std::uint64_t>> async_tag_versions(std::span<resolved_tag const> tags) const {
+    return self_->async_tag_versions(tags);
+  }
+  boost::asio::awaitable<bool> async_store(std::string const& key, std::shared_ptr<cached_response const> entry) const {
+    return self_->async_store(key, std::move(entry));
+  }
+  boost::asio::awaitable<bool> async_erase(std::string const& key) const { return self_->async_erase(key); }
+  boost::asio::awaitable<invalidation_result> async_invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) const {
+    return self_->async_invalidate_tag(tag, mode);
+  }
+  boost::asio::awaitable<void> async_invalidate_internal_tag(std::string const& tag) const {
+    return self_->async_invalidate_internal_tag(tag);
+  }
+  boost::asio::awaitable<std::optional<std::string>> async_try_fill_lock(std::string const& key, std::chrono::milliseconds ttl) const {
+    return self_->async_try_fill_lock(key, ttl);
+  }
+  boost::asio::awaitable<void> async_release_fill_lock(std::string const& key, std::string const& token) const {
+    return self_->async_release_fill_lock(key, token);
+  }
+  boost::asio::awaitable<void> async_mark_pass(std::string const& key, std::chrono::milliseconds ttl) const {
+    return self_->async_mark_pass(key, ttl);
+  }
+
   // The backend object, when it is a B.
   template <class B>
   B* target() const {
@@ -199,6 +235,15 @@ private:
     virtual std::optional<std::string> try_fill_lock(std::string const&, std::chrono::milliseconds) = 0;
     virtual void release_fill_lock(std::string const&, std::string const&) = 0;
     virtual void mark_pass(std::string const&, std::chrono::milliseconds) = 0;
+    virtual boost::asio::awaitable<lookup_result> async_lookup(std::string const&, std::span<resolved_tag const>) = 0;
+    virtual boost::asio::awaitable<std::vector<std::uint64_t>> async_tag_versions(std::span<resolved_tag const>) = 0;
+    virtual boost::asio::awaitable<bool> async_store(std::string const&, std::shared_ptr<cached_response const>) = 0;
+    virtual boost::asio::awaitable<bool> async_erase(std::string const&) = 0;
+    virtual boost::asio::awaitable<invalidation_result> async_invalidate_tag(std::string const&, purge_mode) = 0;
+    virtual boost::asio::awaitable<void> async_invalidate_internal_tag(std::string const&) = 0;
+    virtual boost::asio::awaitable<std::optional<std::string>> async_try_fill_lock(std::string const&, std::chrono::milliseconds) = 0;
+    virtual boost::asio::awaitable<void> async_release_fill_lock(std::string const&, std::string const&) = 0;
+    virtual boost::asio::awaitable<void> async_mark_pass(std::string const&, std::chrono::milliseconds) = 0;
   };
   template <class B>
   struct model final : concept_ {
@@ -244,6 +289,50 @@ private:
     }
     void mark_pass(std::string const& k, std::chrono::milliseconds ttl) override {
       if constexpr (pass_marking<B>) b->mark_pass(k, ttl);
+    }
+    // The awaitable forms: the backend's own when it has them (a backend
+    // that waits on the network), else the operations above. A CDN
+    // backend's purge is its own awaitable or runs as is.
+    boost::asio::awaitable<lookup_result> async_lookup(std::string const& k, std::span<resolved_tag const> t) override {
+      if constexpr (requires { b->async_lookup(k, t); }) co_return co_await b->async_lookup(k, t);
+      else co_return lookup(k, t);
+    }
+    boost::asio::awaitable<std::vector<std::uint64_t>> async_tag_versions(std::span<resolved_tag const> t) override {
+      if constexpr (requires { b->async_tag_versions(t); }) co_return co_await b->async_tag_versions(t);
+      else co_return tag_versions(t);
+    }
+    boost::asio::awaitable<bool> async_store(std::string const& k, std::shared_ptr<cached_response const> e) override {
+      if constexpr (requires { b->async_store(k, e); }) co_return co_await b->async_store(k, std::move(e));
+      else co_return store(k, std::move(e));
+    }
+    boost::asio::awaitable<bool> async_erase(std::string const& k) override {
+      if constexpr (requires { b->async_erase(k); }) co_return co_await b->async_erase(k);
+      else co_return erase(k);
+    }
+    boost::asio::awaitable<invalidation_result> async_invalidate_tag(std::string const& t, purge_mode m) override {
+      if constexpr (requires { b->async_invalidate_tag(t, m); }) co_return co_await b->async_invalidate_tag(t, m);
+      else co_return invalidate_tag(t, m);
+    }
+    boost::asio::awaitable<void> async_invalidate_internal_tag(std::string const& t) override {
+      if constexpr (requires { b->async_invalidate_internal_tag(t); }) co_await b->async_invalidate_internal_tag(t);
+      else if constexpr (stores && requires { b->async_invalidate_tag(t, purge_mode::hard); })
+        co_await b->async_invalidate_tag(t, purge_mode::hard);
+      else invalidate_internal_tag(t);
+    }
+    boost::asio::awaitable<std::optional<std::string>> async_try_fill_lock(std::string const& k, std::chrono::milliseconds ttl) override {
+      if constexpr (requires { b->async_try_fill_lock(k, ttl); }) co_return co_await b->async_try_fill_lock(k, ttl);
+      else co_return try_fill_lock(k, ttl);
+    }
+    boost::asio::awaitable<void> async_release_fill_lock(std::string const& k, std::string const& token) override {
+      if constexpr (requires { b->async_release_fill_lock(k, token); }) {
+        if (!token.empty()) co_await b->async_release_fill_lock(k, token);
+      } else {
+        release_fill_lock(k, token);
+      }
+    }
+    boost::asio::awaitable<void> async_mark_pass(std::string const& k, std::chrono::milliseconds ttl) override {
+      if constexpr (requires { b->async_mark_pass(k, ttl); }) co_await b->async_mark_pass(k, ttl);
+      else mark_pass(k, ttl);
     }
     std::shared_ptr<B> b;
   };

@@ -2,15 +2,17 @@
 // the cache when it can and calls `handler` when it must.
 //
 //   auto cached = ccp::cache_page({.timeout = 60s, .tags = {"catalog"}}, handle);
-//   http::message_generator msg = cached(std::move(req));
+//   http::message_generator msg = co_await cached(std::move(req)); // handle returns net::awaitable<response>
+//   http::message_generator msg = cached(std::move(req));          // handle returns a response
 //
 // `handler` takes the request (any body; by value, reference or rvalue, as
 // it likes), optionally followed by a ccp::fill_context&, and returns an
 // http::response<Body> whose body is contiguous bytes (string_body,
-// vector_body<char>, ...). Every decision about a request is the engine's
-// (detail/engine.hpp); this file holds the synchronous front end that
-// performs its actions. A cache that fails never fails the request: the
-// handler answers and the error is counted.
+// vector_body<char>, ...), or a net::awaitable of one. Every decision about
+// a request is the engine's (detail/engine.hpp); this file holds the two
+// front ends that perform its actions, the awaitable one and the
+// synchronous one. A cache that fails never fails the request: the handler
+// answers and the error is counted.
 #pragma once
 
 #include <custom_cache_page/backend.hpp>
@@ -26,6 +28,12 @@
 #include <custom_cache_page/request_view.hpp>
 #include <custom_cache_page/stats.hpp>
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/message_generator.hpp>
@@ -40,6 +48,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <variant>
 
 namespace custom_cache_page {
 
@@ -70,6 +79,67 @@ std::string take_body(typename Body::value_type& v) {
   else return std::string(body_bytes<Body>(v));
 }
 
+template <class T>
+struct is_awaitable : std::false_type {
+  using value_type = T;
+};
+template <class T, class Executor>
+struct is_awaitable<boost::asio::awaitable<T, Executor>> : std::true_type {
+  using value_type = T;
+};
+
+// What a backend operation or the handler gave: its value, or what it threw.
+template <class T>
+using tried = std::variant<T, std::exception_ptr>;
+
+template <class F>
+auto try_call(F&& f) -> tried<decltype(f())> {
+  try {
+    return f();
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
+// Throws operation_aborted when the calling coroutine has been cancelled:
+// a client that went away is not a store failure, and nothing more is done
+// for it.
+inline boost::asio::awaitable<void> throw_if_cancelled() {
+  auto const state = co_await boost::asio::this_coro::cancellation_state;
+  if (state.cancelled() != boost::asio::cancellation_type::none)
+    throw boost::system::system_error(boost::asio::error::operation_aborted);
+}
+
+template <class T>
+boost::asio::awaitable<T> throw_if_cancelled(boost::asio::awaitable<T> op) {
+  T value = co_await std::move(op);
+  co_await throw_if_cancelled();
+  co_return value;
+}
+
+template <class T>
+boost::asio::awaitable<tried<T>> try_await(boost::asio::awaitable<T> op) {
+  std::exception_ptr failed;
+  try {
+    co_return co_await std::move(op);
+  } catch (...) {
+    failed = std::current_exception();
+  }
+  co_await throw_if_cancelled();
+  co_return failed;
+}
+
+inline store_outcome store_outcome_of(tried<bool> const& stored) {
+  if (auto const* s = std::get_if<bool>(&stored)) return *s ? store_outcome::stored : store_outcome::refused;
+  try {
+    std::rethrow_exception(std::get<std::exception_ptr>(stored));
+  } catch (cache_error const& err) {
+    return err.code() == error::entry_too_large ? store_outcome::too_large : store_outcome::failed;
+  } catch (...) {
+    return store_outcome::failed;
+  }
+}
+
 } // namespace detail
 
 template <class Handler>
@@ -86,11 +156,20 @@ public:
     if (name != nullptr && !default_registry().names().empty()) default_registry().get(*name);
   }
 
+  // A synchronous handler gives an http::message_generator. A handler
+  // returning net::awaitable<http::response<Body>> gives
+  // net::awaitable<http::message_generator>, whose waits suspend instead of
+  // blocking; the awaitable owns the request and shares this handler's
+  // state, so it may outlive this object.
   template <class Request>
     requires detail::is_request<std::remove_cvref_t<Request>>::value
-  http::message_generator operator()(Request&& req) const {
-    sync_run<Request&&> run{*this, std::forward<Request>(req)};
-    return run.drive();
+  auto operator()(Request&& req) const {
+    if constexpr (detail::is_awaitable<handler_result<Request&&>>::value) {
+      return serve_async(*this, std::remove_cvref_t<Request>(std::forward<Request>(req)));
+    } else {
+      run<Request&&> r{*this, std::forward<Request>(req), false};
+      return r.drive();
+    }
   }
 
 private:
@@ -128,12 +207,14 @@ private:
   }
 
   template <class Request>
-  auto call(Request&& req, fill_context& ctx) const {
-    using result = std::conditional_t<std::is_invocable_v<Handler const&, Request&&, fill_context&>,
-                                      std::invoke_result<Handler const&, Request&&, fill_context&>,
-                                      std::invoke_result<Handler const&, Request&&>>;
-    static_assert(detail::is_response<typename result::type>::value,
-                  "cache_page: the handler must return an http::response<Body>");
+  using handler_result = typename std::conditional_t<std::is_invocable_v<Handler const&, Request, fill_context&>,
+                                                     std::invoke_result<Handler const&, Request, fill_context&>,
+                                                     std::invoke_result<Handler const&, Request>>::type;
+
+  template <class Request>
+  handler_result<Request&&> call(Request&& req, fill_context& ctx) const {
+    static_assert(detail::is_response<typename detail::is_awaitable<handler_result<Request&&>>::value_type>::value,
+                  "cache_page: the handler must return an http::response<Body> or a net::awaitable of one");
     if constexpr (std::is_invocable_v<Handler const&, Request&&, fill_context&>)
       return std::invoke(self_->handler, std::forward<Request>(req), ctx);
     else
@@ -146,52 +227,126 @@ private:
     return http::message_generator(std::move(res));
   }
 
-  // The synchronous front end: performs the engine's actions on the
-  // calling thread. Its waits block that thread, each bounded by
-  // coalesce_wait.
+  // One request through the engine: performs its actions and feeds their
+  // outcomes back. Both front ends share everything but how an action
+  // waits: drive() blocks the calling thread (each wait bounded by
+  // coalesce_wait), drive_async() suspends the calling coroutine and
+  // honours its cancellation (the flight's waiters are released and the
+  // fill lock is released in the background).
   template <class Request>
-  class sync_run {
-    using response_type = decltype(std::declval<cached_handler const&>().call(std::declval<Request>(),
-                                                                              std::declval<fill_context&>()));
+  class run {
+    using response_type = typename detail::is_awaitable<handler_result<Request>>::value_type;
     using body_type = typename response_type::body_type;
     static_assert(detail::contiguous_bytes_body<body_type>,
                   "cache_page: the handler's response body must be contiguous bytes (string_body, vector_body<char>)");
 
   public:
-    sync_run(cached_handler const& h, Request req)
-        : h_(h), req_(std::forward<Request>(req)), en_(h.self_->options, h.stats()) {}
+    run(cached_handler const& h, Request req, bool async)
+        : h_(h), req_(std::forward<Request>(req)), en_(h.self_->options, h.stats(), async), async_(async) {}
 
     http::message_generator drive() {
+      auto a = start();
+      while (!detail::is_answer(a.what)) a = perform(std::move(a));
+      return finish(std::move(a));
+    }
+
+    // Until the answer; with action::background set, the caller answers
+    // and goes on with detached().
+    boost::asio::awaitable<detail::action> drive_async() {
+      executor_ = co_await boost::asio::this_coro::executor;
+      auto a = start();
+      while (!detail::is_answer(a.what)) a = co_await perform_async(std::move(a));
+      co_return a;
+    }
+
+    // A stale-while-revalidate refresh after the stale answer: answers nobody.
+    boost::asio::awaitable<void> refresh_detached() {
+      auto a = en_.detached();
+      while (!detail::is_answer(a.what)) a = co_await perform_async(std::move(a));
+      finish(std::move(a));
+    }
+
+    // answer_entry, answer_response or rethrow.
+    http::message_generator finish(detail::action a) {
       using detail::step;
-      keep_alive_ = req_.keep_alive();
-      auto a = en_.start(request_view(req_), resolve());
-      for (;;) {
-        switch (a.what) {
-        case step::lookup: a = look_up(); break;
-        case step::join: a = join(); break;
-        case step::try_lead:
-          lease_ = h_.self_->flights.try_lead(en_.key());
-          a = en_.joined(static_cast<bool>(lease_));
-          break;
-        case step::lock: a = en_.locked(take_lock()); break;
-        case step::wait_flight: a = en_.flight_done(follow_->wait_stored(a.wait)); break;
-        case step::pause:
-          std::this_thread::sleep_for(a.wait);
-          a = en_.paused();
-          break;
-        case step::snapshot: a = snapshot(); break;
-        case step::call_handler: a = call(a.fill); break;
-        case step::store: a = store(std::move(a.building)); break;
-        case step::invalidate_target: a = en_.target_invalidated(invalidate_target()); break;
-        case step::mark_pass: a = mark_pass(a.wait); break;
-        case step::answer_entry: return answer(std::move(a));
-        case step::answer_response: return h_.pass_through(std::move(*res_), en_.params());
-        case step::rethrow: std::rethrow_exception(thrown_);
-        }
-      }
+      if (a.what == step::rethrow) std::rethrow_exception(thrown_);
+      if (a.what == step::answer_response) return h_.pass_through(std::move(*res_), en_.params());
+      if (lease_ && !a.background) lease_.finish(a.flight_stored);
+      return detail::answer_from(std::move(a.entry), request(), backend_,
+                                 {a.kind, en_.params(), h_.self_->options.cache_status_name, keep_alive_});
     }
 
   private:
+    detail::action start() {
+      keep_alive_ = req_.keep_alive();
+      return en_.start(request_view(req_), resolve());
+    }
+
+    detail::action perform(detail::action a) {
+      using detail::step;
+      switch (a.what) {
+      case step::lookup: return on_lookup(detail::try_call([&] { return backend_.lookup(en_.key(), en_.tags()); }));
+      case step::lock: return on_lock(detail::try_call([&] { return backend_.try_fill_lock(en_.key(), wait()); }));
+      case step::wait_flight: return en_.flight_done(follow_->wait_stored(a.wait));
+      case step::pause: std::this_thread::sleep_for(a.wait); return en_.paused();
+      case step::snapshot: return on_snapshot(detail::try_call([&] { return backend_.tag_versions(en_.tags()); }));
+      case step::call_handler:
+        begin_call(a.fill);
+        return on_response(detail::try_call([&] { return respond(h_.call(std::forward<Request>(req_), ctx_)); }));
+      case step::store: {
+        auto e = std::move(a.building);
+        if (!fill_body(*e)) return en_.stored(detail::store_outcome::not_kept, std::move(e));
+        auto const outcome = detail::store_outcome_of(detail::try_call([&] { return backend_.store(en_.key(), e); }));
+        return en_.stored(outcome, std::move(e));
+      }
+      case step::invalidate_target:
+        return en_.target_invalidated(ok(detail::try_call([&] {
+          backend_.invalidate_internal_tag(en_.guard());
+          return backend_.erase(en_.key()); // frees it now; the guard already makes it a miss
+        })));
+      case step::mark_pass: return on_mark_pass(detail::try_call([&] { return (backend_.mark_pass(en_.key(), a.wait), true); }));
+      default: return perform_local(a);
+      }
+    }
+
+    boost::asio::awaitable<detail::action> perform_async(detail::action a) {
+      using detail::step;
+      using detail::try_await;
+      switch (a.what) {
+      case step::lookup: co_return on_lookup(co_await try_await(backend_.async_lookup(en_.key(), en_.tags())));
+      case step::lock: co_return on_lock(co_await try_await(backend_.async_try_fill_lock(en_.key(), wait())));
+      case step::wait_flight: co_return en_.flight_done(co_await detail::throw_if_cancelled(follow_->async_wait_stored(a.wait)));
+      case step::pause: {
+        boost::asio::steady_timer timer(executor_, a.wait);
+        co_await timer.async_wait(boost::asio::use_awaitable);
+        co_return en_.paused();
+      }
+      case step::snapshot: co_return on_snapshot(co_await try_await(backend_.async_tag_versions(en_.tags())));
+      case step::call_handler: begin_call(a.fill); co_return on_response(co_await try_await(respond_async()));
+      case step::store: {
+        auto e = std::move(a.building);
+        if (!fill_body(*e)) co_return en_.stored(detail::store_outcome::not_kept, std::move(e));
+        auto const outcome = detail::store_outcome_of(co_await try_await(backend_.async_store(en_.key(), e)));
+        co_return en_.stored(outcome, std::move(e));
+      }
+      case step::invalidate_target: co_return en_.target_invalidated(ok(co_await try_await(invalidate_target_async())));
+      case step::mark_pass: co_return on_mark_pass(co_await try_await(mark_pass_async(a.wait)));
+      default: co_return perform_local(a);
+      }
+    }
+
+    // The actions that do no I/O.
+    detail::action perform_local(detail::action const& a) {
+      if (a.what == detail::step::try_lead) {
+        lease_ = h_.self_->flights.try_lead(en_.key());
+        return en_.joined(static_cast<bool>(lease_));
+      }
+      auto joined = h_.self_->flights.join(en_.key());
+      lease_ = std::move(joined.lead);
+      follow_ = std::move(joined.follow);
+      return en_.joined(static_cast<bool>(lease_));
+    }
+
     detail::backend_state resolve() {
       try {
         backend_ = h_.backend();
@@ -206,100 +361,80 @@ private:
     // The request as the answers see it: once the handler may have
     // consumed it, the copy of its header taken before.
     http::request_header<> const& request() const { return kept_ ? *kept_ : req_.base(); }
+    std::chrono::milliseconds wait() const { return h_.self_->options.coalesce_wait; }
 
-    detail::action look_up() {
-      lookup_result found;
-      try {
-        found = backend_.lookup(en_.key(), en_.tags());
-      } catch (...) {
-        return en_.lookup_failed(request());
-      }
-      return en_.looked_up(std::move(found), request());
+    detail::action on_lookup(detail::tried<lookup_result> found) {
+      if (auto* r = std::get_if<lookup_result>(&found)) return en_.looked_up(std::move(*r), request());
+      return en_.lookup_failed(request());
     }
 
-    detail::action join() {
-      auto joined = h_.self_->flights.join(en_.key());
-      lease_ = std::move(joined.lead);
-      follow_ = std::move(joined.follow);
-      return en_.joined(static_cast<bool>(lease_));
+    detail::action on_lock(detail::tried<std::optional<std::string>> token) {
+      auto* t = std::get_if<std::optional<std::string>>(&token);
+      if (t == nullptr) return en_.locked(detail::lock_outcome::failed);
+      if (!*t) return en_.locked(detail::lock_outcome::elsewhere);
+      std::optional<boost::asio::any_io_executor> release_on;
+      if (async_) release_on = executor_;
+      lock_ = detail::fill_lock(backend_, en_.key(), std::move(**t), std::move(release_on));
+      return en_.locked(detail::lock_outcome::held);
     }
 
-    detail::lock_outcome take_lock() {
-      try {
-        auto token = backend_.try_fill_lock(en_.key(), h_.self_->options.coalesce_wait);
-        if (!token) return detail::lock_outcome::elsewhere;
-        lock_ = detail::fill_lock(backend_, en_.key(), std::move(*token));
-        return detail::lock_outcome::held;
-      } catch (...) {
-        return detail::lock_outcome::failed;
-      }
+    detail::action on_snapshot(detail::tried<std::vector<std::uint64_t>> versions) {
+      if (auto* v = std::get_if<std::vector<std::uint64_t>>(&versions)) return en_.snapshot_taken(std::move(*v));
+      return en_.snapshot_failed();
     }
 
-    detail::action snapshot() {
-      std::vector<std::uint64_t> versions;
-      try {
-        versions = backend_.tag_versions(en_.tags());
-      } catch (...) {
-        return en_.snapshot_failed();
-      }
-      return en_.snapshot_taken(std::move(versions));
+    void begin_call(bool fill) {
+      if (!fill) return;
+      kept_.emplace(req_.base());
+      ctx_ = fill_context(backend_);
     }
 
-    detail::action call(bool fill) {
-      if (fill) {
-        kept_.emplace(req_.base());
-        ctx_ = fill_context(backend_);
-      }
-      try {
-        res_.emplace(h_.call(std::forward<Request>(req_), ctx_));
-      } catch (...) {
-        thrown_ = std::current_exception();
+    bool respond(response_type res) {
+      res_.emplace(std::move(res));
+      return true;
+    }
+
+    boost::asio::awaitable<bool> respond_async() {
+      co_return respond(co_await h_.call(std::forward<Request>(req_), ctx_));
+    }
+
+    detail::action on_response(detail::tried<bool> called) {
+      if (auto* e = std::get_if<std::exception_ptr>(&called)) {
+        thrown_ = *e;
         return en_.handler_threw();
       }
       return en_.response(res_->base(), detail::body_bytes<body_type>(res_->body()), ctx_, request());
     }
 
-    detail::action store(std::shared_ptr<cached_response> e) {
-      e->body = detail::take_body<body_type>(res_->body());
-      auto outcome = backend_.keeps_entries() ? detail::store_outcome::stored : detail::store_outcome::not_kept;
-      try {
-        if (outcome == detail::store_outcome::stored && !backend_.store(en_.key(), e)) outcome = detail::store_outcome::refused;
-      } catch (cache_error const& err) {
-        outcome = err.code() == error::entry_too_large ? detail::store_outcome::too_large : detail::store_outcome::failed;
-      } catch (...) {
-        outcome = detail::store_outcome::failed;
-      }
-      return en_.stored(outcome, std::move(e));
+    // The response's body moves into the entry; false when the backend
+    // keeps no entries (it is then not asked to store).
+    bool fill_body(cached_response& e) {
+      e.body = detail::take_body<body_type>(res_->body());
+      return backend_.keeps_entries();
     }
 
-    detail::action mark_pass(std::chrono::milliseconds ttl) {
-      try {
-        backend_.mark_pass(en_.key(), ttl);
-      } catch (...) {
-        h_.stats().error(); // the marker only shortens waits
-      }
+    boost::asio::awaitable<bool> invalidate_target_async() {
+      co_await backend_.async_invalidate_internal_tag(en_.guard());
+      co_return co_await backend_.async_erase(en_.key());
+    }
+
+    boost::asio::awaitable<bool> mark_pass_async(std::chrono::milliseconds ttl) {
+      co_await backend_.async_mark_pass(en_.key(), ttl);
+      co_return true;
+    }
+
+    static bool ok(detail::tried<bool> const& done) { return std::holds_alternative<bool>(done); }
+
+    detail::action on_mark_pass(detail::tried<bool> marked) {
+      if (!ok(marked)) h_.stats().error(); // the marker only shortens waits
       return en_.pass_marked();
-    }
-
-    bool invalidate_target() {
-      try {
-        backend_.invalidate_internal_tag(en_.guard());
-        backend_.erase(en_.key()); // frees it now; the guard already makes it a miss
-        return true;
-      } catch (...) {
-        return false;
-      }
-    }
-
-    http::message_generator answer(detail::action a) {
-      if (lease_) lease_.finish(a.flight_stored);
-      return detail::answer_from(std::move(a.entry), request(), backend_,
-                                 {a.kind, en_.params(), h_.self_->options.cache_status_name, keep_alive_});
     }
 
     cached_handler const& h_;
     Request req_;
     detail::engine en_;
+    bool async_;
+    boost::asio::any_io_executor executor_;
     any_backend backend_;
     std::optional<http::request_header<>> kept_;
     bool keep_alive_ = true;
@@ -310,6 +445,35 @@ private:
     std::shared_ptr<detail::coalescer::flight> follow_;
     detail::fill_lock lock_; // after backend_: released before it goes
   };
+
+  // The awaitable front end. The run lives on the heap with a handle on
+  // this handler, so that a stale-while-revalidate refresh can go on after
+  // the stale answer (on the same executor, answering nobody).
+  template <class Request>
+  struct async_job {
+    async_job(cached_handler h, Request req) : handler(std::move(h)), r(handler, std::move(req), true) {}
+    cached_handler handler;
+    run<Request> r;
+  };
+
+  template <class Request>
+  static boost::asio::awaitable<http::message_generator> serve_async(cached_handler h, Request req) {
+    auto job = std::make_unique<async_job<Request>>(std::move(h), std::move(req));
+    auto a = co_await job->r.drive_async();
+    if (!a.background) co_return job->r.finish(std::move(a));
+    auto answer = job->r.finish(a);
+    boost::asio::co_spawn(co_await boost::asio::this_coro::executor, refresh(std::move(job)), boost::asio::detached);
+    co_return answer;
+  }
+
+  template <class Request>
+  static boost::asio::awaitable<void> refresh(std::unique_ptr<async_job<Request>> job) {
+    try {
+      co_await job->r.refresh_detached();
+    } catch (...) {
+      job->handler.stats().error(); // nobody to tell but the counters
+    }
+  }
 
   std::shared_ptr<state> self_;
 };

@@ -14,7 +14,8 @@
 //                                     (varnish:// alone: 127.0.0.1:6081)
 //
 // token_env defaults to the variable named above; `max_retry_wait` (fastly,
-// cloudflare) caps the wait a 429's Retry-After asks for.
+// cloudflare) caps the wait a 429's Retry-After asks for; `timeout` bounds
+// each step of a purge request and `deadline` (default 15s) the whole purge.
 #pragma once
 
 #include <custom_cache_page/custom_cache_page.hpp>
@@ -93,6 +94,7 @@ bool parse_cdn_api_option(std::string_view scheme, boost::urls::param const& p, 
   else if (p.key == "api") o.api_base = p.value;
   else if (p.key == "timeout") o.timeout = parse_cdn_duration(scheme, p.key, p.value);
   else if (p.key == "max_retry_wait") o.max_retry_wait = parse_cdn_duration(scheme, p.key, p.value);
+  else if (p.key == "deadline") o.deadline = parse_cdn_duration(scheme, p.key, p.value);
   else return false;
   return true;
 }
@@ -132,6 +134,7 @@ inline varnish_backend_options parse_varnish_url(boost::urls::url_view const& u)
   for (auto const& p : u.params()) {
     if (p.key == "soft_purge") o.soft_purge = parse_cdn_bool("varnish", p.key, p.value);
     else if (p.key == "timeout") o.timeout = parse_cdn_duration("varnish", p.key, p.value);
+    else if (p.key == "deadline") o.deadline = parse_cdn_duration("varnish", p.key, p.value);
     else if (p.key == "max_header_bytes") o.max_header_bytes = parse_size(p.value, "max_header_bytes");
     else cdn_unknown_option("varnish", p.key);
   }

@@ -222,21 +222,29 @@ public:
   // stale instead (see purge_mode).
   invalidation_result invalidate_tag(std::string_view tag, std::string_view backend_name = {},
                                      purge_mode mode = purge_mode::hard) {
-    std::string name = backend_name.empty() ? default_name() : std::string(backend_name);
-    any_backend const b = get(name);
-    std::string normalized = normalize_surrogate(tag);
-    if (normalized.empty()) throw invalidation_error(std::string(tag), "the tag is empty once normalised");
+    auto target = invalidation_target(tag, backend_name);
     invalidation_result r;
     try {
-      r = b.invalidate_tag(normalized, mode);
-    } catch (invalidation_error const&) {
-      throw;
-    } catch (std::exception const& e) {
-      throw invalidation_error(normalized, e.what());
+      r = target.backend.invalidate_tag(target.tag, mode);
+    } catch (...) {
+      return invalidated(std::move(target), std::move(r), std::current_exception());
     }
-    r.backend = name;
-    global_stats().invalidation();
-    return r;
+    return invalidated(std::move(target), std::move(r), nullptr);
+  }
+
+  // The same without blocking the calling thread on a backend that waits
+  // on the network (see backend.hpp): what request handlers call.
+  boost::asio::awaitable<invalidation_result> async_invalidate_tag(std::string tag, std::string backend_name = {},
+                                                                   purge_mode mode = purge_mode::hard) {
+    auto target = invalidation_target(tag, backend_name);
+    invalidation_result r;
+    std::exception_ptr failed;
+    try {
+      r = co_await target.backend.async_invalidate_tag(target.tag, mode);
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    co_return invalidated(std::move(target), std::move(r), failed);
   }
 
   // Invalidates each tag; every tag is attempted even when one fails, then
@@ -257,6 +265,36 @@ public:
   }
 
 private:
+  struct target {
+    std::string name; // the backend's
+    any_backend backend;
+    std::string tag; // normalised
+  };
+
+  target invalidation_target(std::string_view tag, std::string_view backend_name) {
+    std::string name = backend_name.empty() ? default_name() : std::string(backend_name);
+    any_backend b = get(name);
+    std::string normalized = normalize_surrogate(tag);
+    if (normalized.empty()) throw invalidation_error(std::string(tag), "the tag is empty once normalised");
+    return {std::move(name), std::move(b), std::move(normalized)};
+  }
+
+  // The outcome of an invalidation: its result, or why it failed.
+  static invalidation_result invalidated(target t, invalidation_result r, std::exception_ptr failed) {
+    if (failed) {
+      try {
+        std::rethrow_exception(failed);
+      } catch (invalidation_error const&) {
+        throw;
+      } catch (std::exception const& e) {
+        throw invalidation_error(t.tag, e.what());
+      }
+    }
+    r.backend = std::move(t.name);
+    global_stats().invalidation();
+    return r;
+  }
+
   // The default if one was chosen or built; empty otherwise.
   any_backend chosen_default() const {
     std::shared_lock lock(mutex_);
@@ -358,6 +396,12 @@ inline invalidation_result invalidate_tag(std::string_view tag, std::string_view
 }
 inline invalidation_result invalidate_tag(std::string_view tag, purge_mode mode) {
   return default_registry().invalidate_tag(tag, {}, mode);
+}
+
+// co_await ccp::async_invalidate_tag("products"): the registry's, on the default registry.
+inline boost::asio::awaitable<invalidation_result> async_invalidate_tag(std::string tag, std::string backend_name = {},
+                                                                        purge_mode mode = purge_mode::hard) {
+  return default_registry().async_invalidate_tag(std::move(tag), std::move(backend_name), mode);
 }
 
 inline std::vector<invalidation_result> invalidate_tags(std::vector<std::string> const& tags,

@@ -37,6 +37,7 @@
 #include <custom_cache_page/backend.hpp>
 #include <custom_cache_page/detail/generations.hpp>
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/container/small_vector.hpp>
 
 #include <algorithm>
@@ -47,6 +48,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace custom_cache_page {
@@ -92,6 +94,21 @@ concept store_primitives = requires(S& s, std::string const& key, std::span<std:
   { s.erase(key) } -> std::same_as<bool>;
 };
 
+// The primitives as awaitables, each named async_<primitive>: a store
+// that waits on the network offers them, and protocol_store then offers
+// the backend operations as awaitables too (see backend.hpp).
+template <class S>
+concept async_store_primitives = store_primitives<S> &&
+    requires(S& s, std::string const& key, std::span<std::string_view const> names, std::shared_ptr<cached_response const> entry,
+             std::span<write_condition const> conditions, std::chrono::seconds ttl) {
+  { s.async_read(key, names) } -> std::same_as<boost::asio::awaitable<stored_read>>;
+  { s.async_read_counters(names) } -> std::same_as<boost::asio::awaitable<std::vector<counter_reading>>>;
+  { s.async_write_if(key, entry, conditions) } -> std::same_as<boost::asio::awaitable<bool>>;
+  { s.async_bump(key, true, std::uint64_t{1}, ttl) } -> std::same_as<boost::asio::awaitable<bump_result>>;
+  { s.async_drain(key) } -> std::same_as<boost::asio::awaitable<drain_step>>;
+  { s.async_erase(key) } -> std::same_as<boost::asio::awaitable<bool>>;
+};
+
 // A store backend over a store's primitives.
 template <store_primitives S>
 class protocol_store {
@@ -105,31 +122,13 @@ public:
   // then it is stale.
   lookup_result lookup(std::string const& key, std::span<resolved_tag const> tags) {
     auto const names = names_of(tags);
-    auto read = s_->read(key, names);
-    lookup_result out;
-    out.pass_marked = read.passed;
-    for (std::size_t i = 0; i < tags.size(); ++i) out.versions.push_back(read.counters[i].value);
-    if (!read.entry) return out;
-    auto const& recorded = read.entry->tags;
-    for (std::size_t i = 0; i < recorded.size(); ++i) {
-      auto const now = read.counters[tags.size() + i];
-      auto const v = recorded[i].version;
-      if (now.value == v) continue;
-      if (now.value == 0 || v > now.value || v < now.floor) return out;
-      out.soft_purged = true;
-    }
-    out.entry = std::move(read.entry);
-    return out;
+    return judged(s_->read(key, names), tags.size());
   }
 
   // A missing counter reads as a proposal that store() creates it at; a
   // guard reads 0 (fills never create it).
   std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const> tags) {
-    auto const read = s_->read_counters(names_of(tags));
-    std::vector<std::uint64_t> out;
-    for (std::size_t i = 0; i < tags.size(); ++i)
-      out.push_back(read[i].value != 0 || tags[i].guard ? read[i].value : detail::proposed_generation());
-    return out;
+    return proposed(s_->read_counters(names_of(tags)), tags);
   }
 
   // When the write finds a counter that another first fill created where
@@ -137,13 +136,11 @@ public:
   // it and is written again, once (detail/generations.hpp).
   bool store(std::string const& key, std::shared_ptr<cached_response const> entry) {
     for (int attempt = 0; attempt < 2; ++attempt) {
-      std::vector<write_condition> conditions;
-      for (auto const& t : entry->tags) {
-        if (t.version == 0 && !t.guard) return false; // no snapshot: never stored
-        conditions.push_back({t.name, t.version, !t.guard, !t.versioned && !t.guard});
-      }
-      if (s_->write_if(key, entry, conditions)) return true;
-      auto adopted = adoptable(*entry);
+      auto const conditions = conditions_of(*entry);
+      if (!conditions) return false;
+      if (s_->write_if(key, entry, *conditions)) return true;
+      auto const names = tag_names(*entry);
+      auto adopted = adoptable(*entry, s_->read_counters(names));
       if (!adopted) return false;
       entry = detail::with_versions(*entry, *adopted);
     }
@@ -155,16 +152,73 @@ public:
   // Hard: bumps value and floor, then removes what the index holds.
   // Soft: bumps the value only; entries built since the floor are stale.
   invalidation_result invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) {
-    invalidation_result r;
-    r.tag = tag;
-    r.mode = mode;
-    auto bumped = s_->bump(tag, mode == purge_mode::hard, detail::fresh_generation(), default_version_ttl);
-    r.version = bumped.value;
-    if (mode == purge_mode::soft) return r;
-    for (auto step = bumped.drained;; step = s_->drain(tag)) {
-      r.entries_removed += step.entries_removed;
-      if (!step.more) return r;
+    auto r = bumped(tag, mode, s_->bump(tag, mode == purge_mode::hard, detail::fresh_generation(), default_version_ttl));
+    for (auto step = r.second; mode == purge_mode::hard && step.more;) {
+      step = s_->drain(tag);
+      r.first.entries_removed += step.entries_removed;
     }
+    return r.first;
+  }
+
+  // The same operations as awaitables, for a store whose primitives have
+  // them (async_read, ...): one decision each, written once above and below.
+  boost::asio::awaitable<lookup_result> async_lookup(std::string const& key, std::span<resolved_tag const> tags)
+    requires async_store_primitives<S>
+  {
+    auto const names = names_of(tags);
+    co_return judged(co_await s_->async_read(key, names), tags.size());
+  }
+  boost::asio::awaitable<std::vector<std::uint64_t>> async_tag_versions(std::span<resolved_tag const> tags)
+    requires async_store_primitives<S>
+  {
+    auto const names = names_of(tags);
+    co_return proposed(co_await s_->async_read_counters(names), tags);
+  }
+  boost::asio::awaitable<bool> async_store(std::string const& key, std::shared_ptr<cached_response const> entry)
+    requires async_store_primitives<S>
+  {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      auto const conditions = conditions_of(*entry);
+      if (!conditions) co_return false;
+      if (co_await s_->async_write_if(key, entry, *conditions)) co_return true;
+      auto const names = tag_names(*entry);
+      auto const now = co_await s_->async_read_counters(names);
+      auto adopted = adoptable(*entry, now);
+      if (!adopted) co_return false;
+      entry = detail::with_versions(*entry, *adopted);
+    }
+    co_return false;
+  }
+  boost::asio::awaitable<bool> async_erase(std::string const& key)
+    requires async_store_primitives<S>
+  {
+    co_return co_await s_->async_erase(key);
+  }
+  boost::asio::awaitable<invalidation_result> async_invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard)
+    requires async_store_primitives<S>
+  {
+    auto const first = co_await s_->async_bump(tag, mode == purge_mode::hard, detail::fresh_generation(), default_version_ttl);
+    auto r = bumped(tag, mode, first);
+    for (auto step = r.second; mode == purge_mode::hard && step.more;) {
+      step = co_await s_->async_drain(tag);
+      r.first.entries_removed += step.entries_removed;
+    }
+    co_return r.first;
+  }
+  boost::asio::awaitable<std::optional<std::string>> async_try_fill_lock(std::string const& key, std::chrono::milliseconds ttl)
+    requires async_store_primitives<S> && fill_locking<S>
+  {
+    co_return co_await s_->async_try_fill_lock(key, ttl);
+  }
+  boost::asio::awaitable<void> async_release_fill_lock(std::string const& key, std::string const& token)
+    requires async_store_primitives<S> && fill_locking<S>
+  {
+    co_await s_->async_release_fill_lock(key, token);
+  }
+  boost::asio::awaitable<void> async_mark_pass(std::string const& key, std::chrono::milliseconds ttl)
+    requires async_store_primitives<S> && pass_marking<S>
+  {
+    co_await s_->async_mark_pass(key, ttl);
   }
 
   std::optional<std::string> try_fill_lock(std::string const& key, std::chrono::milliseconds ttl)
@@ -184,12 +238,60 @@ public:
   }
 
 private:
-  // The entry's versions with other first fills' counters adopted; nothing
-  // when a counter was invalidated (or a guard moved) since the snapshot.
-  std::optional<std::vector<std::uint64_t>> adoptable(cached_response const& e) {
+  // What a read says of the entry under its recorded versions.
+  static lookup_result judged(stored_read read, std::size_t named) {
+    lookup_result out;
+    out.pass_marked = read.passed;
+    for (std::size_t i = 0; i < named; ++i) out.versions.push_back(read.counters[i].value);
+    if (!read.entry) return out;
+    auto const& recorded = read.entry->tags;
+    for (std::size_t i = 0; i < recorded.size(); ++i) {
+      auto const now = read.counters[named + i];
+      auto const v = recorded[i].version;
+      if (now.value == v) continue;
+      if (now.value == 0 || v > now.value || v < now.floor) return out;
+      out.soft_purged = true;
+    }
+    out.entry = std::move(read.entry);
+    return out;
+  }
+
+  static std::vector<std::uint64_t> proposed(std::vector<counter_reading> const& read, std::span<resolved_tag const> tags) {
+    std::vector<std::uint64_t> out;
+    for (std::size_t i = 0; i < tags.size(); ++i)
+      out.push_back(read[i].value != 0 || tags[i].guard ? read[i].value : detail::proposed_generation());
+    return out;
+  }
+
+  // Nothing when a version is missing (no snapshot): never stored.
+  static std::optional<std::vector<write_condition>> conditions_of(cached_response const& e) {
+    std::vector<write_condition> conditions;
+    for (auto const& t : e.tags) {
+      if (t.version == 0 && !t.guard) return std::nullopt;
+      conditions.push_back({t.name, t.version, !t.guard, !t.versioned && !t.guard});
+    }
+    return conditions;
+  }
+
+  static std::vector<std::string_view> tag_names(cached_response const& e) {
     std::vector<std::string_view> names;
     for (auto const& t : e.tags) names.emplace_back(t.name);
-    auto const now = s_->read_counters(names);
+    return names;
+  }
+
+  // The result of a bump, and whether a hard one must drain further.
+  static std::pair<invalidation_result, drain_step> bumped(std::string const& tag, purge_mode mode, bump_result const& b) {
+    invalidation_result r;
+    r.tag = tag;
+    r.mode = mode;
+    r.version = b.value;
+    r.entries_removed = mode == purge_mode::hard ? b.drained.entries_removed : 0;
+    return {std::move(r), b.drained};
+  }
+
+  // The entry's versions with other first fills' counters (`now`) adopted;
+  // nothing when a counter was invalidated (or a guard moved) since the snapshot.
+  static std::optional<std::vector<std::uint64_t>> adoptable(cached_response const& e, std::vector<counter_reading> const& now) {
     std::vector<std::uint64_t> versions;
     for (std::size_t i = 0; i < e.tags.size(); ++i) {
       auto const& t = e.tags[i];

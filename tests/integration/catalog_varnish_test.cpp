@@ -2,6 +2,7 @@
 // its pages in a composite backend: in memory, and tagged (xkey) and purged
 // in Varnish. Requests go to Varnish; writes go to the origin, whose
 // invalidations purge Varnish by tag.
+#include "../support/catalog_server.hpp"
 #include "../support/process.hpp"
 #include "../support/server_required.hpp"
 #include "../support/varnish_server.hpp"
@@ -29,20 +30,6 @@ namespace {
 namespace http = boost::beast::http;
 using namespace std::chrono_literals;
 using reply = http::response<http::string_body>;
-
-std::string catalog_server_program() {
-#ifdef CCP_CATALOG_SERVER
-  std::string const path = CCP_CATALOG_SERVER;
-#else
-  std::string const path;
-#endif
-  if (!path.empty() && ::access(path.c_str(), X_OK) == 0) return path;
-  std::string const message = "catalog_server was not built (configure with CUSTOM_CACHE_PAGE_BUILD_EXAMPLES=ON)";
-  if (ccp_test::running_under_ci()) throw std::runtime_error(message + ": under CI a missing server is a failure");
-  std::fprintf(stderr, "SKIPPED: %s\n", message.c_str());
-  std::fflush(stderr);
-  std::_Exit(77);
-}
 
 reply exchange(std::uint16_t port, std::string const& method, std::string const& target, std::string const& body = {}) {
   std::string request = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
@@ -83,7 +70,7 @@ std::uint64_t metric(std::string_view body, std::string_view name) {
 class origin {
 public:
   origin(std::uint16_t port, std::string const& backend)
-      : port_(port), process_({catalog_server_program(), "--port", std::to_string(port), "--backend", backend},
+      : port_(port), process_({ccp_test::catalog_server_program(), "--port", std::to_string(port), "--backend", backend},
                               /*capture_stdout=*/true) {
     auto line = process_.read_line(10s);
     if (!line) FAIL("catalog_server printed no listening line within 10 s");

@@ -1,5 +1,6 @@
 #include <custom_cache_page/cache_page.hpp>
 
+#include "../support/front_ends.hpp"
 #include "../support/messages.hpp"
 
 #include <custom_cache_page/backends/memory_backend.hpp>
@@ -21,8 +22,10 @@ using ccp_test::receive;
 
 namespace {
 
-// One cached handler over its own memory backend and counters; the handler
-// counts its calls and answers with what `respond` builds.
+// One cached handler over its own memory backend and counters, through the
+// front end `Front`; the handler counts its calls and answers with what
+// `respond` builds.
+template <class Front>
 struct harness {
   std::shared_ptr<ccp::memory_backend> backend = std::make_shared<ccp::memory_backend>();
   std::shared_ptr<ccp::stats> counters = std::make_shared<ccp::stats>();
@@ -37,7 +40,7 @@ struct harness {
   }
 
   auto wrap(ccp::cache_options o = {}) {
-    return ccp::cache_page(options(std::move(o)), [this](http::request<http::string_body> const& req, ccp::fill_context& ctx) {
+    return Front::wrap(options(std::move(o)), [this](http::request<http::string_body> const& req, ccp::fill_context& ctx) {
       int n = ++*calls;
       http::response<http::string_body> res{http::status::ok, req.version()};
       res.set(http::field::content_type, "text/plain");
@@ -55,8 +58,8 @@ ccp_test::received get(auto const& handler, std::string target, std::vector<std:
 
 } // namespace
 
-TEST_CASE("a second GET is a hit with the same body, Age and RFC 9211 Cache-Status", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("a second GET is a hit with the same body, Age and RFC 9211 Cache-Status", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   auto cached = h.wrap({.timeout = 600s});
   auto first = get(cached, "/products?b=2&a=1");
   auto second = get(cached, "/products?a=1&b=2"); // same key: parameters are sorted
@@ -76,8 +79,8 @@ TEST_CASE("a second GET is a hit with the same body, Age and RFC 9211 Cache-Stat
   CHECK(snap.stored == 1);
 }
 
-TEST_CASE("hits send the stored body bytes without copying them", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("hits send the stored body bytes without copying them", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   h.respond = [](auto const&, auto& res, auto&) { res.body() = std::string(64 * 1024, 'x'); };
   auto cached = h.wrap();
   get(cached, "/big");
@@ -94,10 +97,10 @@ TEST_CASE("hits send the stored body bytes without copying them", "[cache_page]"
   CHECK(b.buffer_addresses.back() == stored->body.data());
 }
 
-TEST_CASE("hits carry Age and the stored max-age unchanged (RFC 9111 4.2.3, 5.1)", "[cache_page][rfc9111]") {
+TEMPLATE_TEST_CASE("hits carry Age and the stored max-age unchanged (RFC 9111 4.2.3, 5.1)", "[cache_page][rfc9111]", ccp_test::sync_front, ccp_test::async_front) {
   // A downstream cache computes current_age from Age and compares it with
   // max-age: counting max-age down as well would age the copy twice.
-  harness h;
+  harness<TestType> h;
   h.respond = [](auto const&, auto& res, auto&) { res.set(http::field::cache_control, "public, s-maxage=50"); };
   auto cached = h.wrap({.timeout = 100s});
   auto const fill = get(cached, "/p");
@@ -109,8 +112,8 @@ TEST_CASE("hits carry Age and the stored max-age unchanged (RFC 9111 4.2.3, 5.1)
   CHECK_THAT(hit.cache_status(), Catch::EndsWith("hit; ttl=99"));
 }
 
-TEST_CASE("an existing smaller max-age and other directives are kept, a larger one is lowered", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("an existing smaller max-age and other directives are kept, a larger one is lowered", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   h.respond = [](auto const& req, auto& res, auto&) {
     res.set(http::field::cache_control, req.target() == "/small" ? "public, max-age=60" : "public, max-age=9999");
   };
@@ -119,16 +122,16 @@ TEST_CASE("an existing smaller max-age and other directives are kept, a larger o
   CHECK(get(cached, "/large").header("Cache-Control") == "public, max-age=600");
 }
 
-TEST_CASE("Cache-Status is appended to a member the handler already set", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("Cache-Status is appended to a member the handler already set", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   h.respond = [](auto const&, auto& res, auto&) { res.set("Cache-Status", "origin-cache; hit"); };
   auto cached = h.wrap();
   CHECK(get(cached, "/x").cache_status() == "origin-cache; hit, custom_cache_page; fwd=miss; stored");
   CHECK_THAT(get(cached, "/x").cache_status(), Catch::StartsWith("origin-cache; hit, custom_cache_page; hit"));
 }
 
-TEST_CASE("HEAD is answered from the GET entry with headers only", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("HEAD is answered from the GET entry with headers only", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   auto cached = h.wrap();
   SECTION("a HEAD miss runs the handler and stores nothing") {
     auto head = receive(cached(make_request(http::verb::head, "/h")), true);
@@ -148,9 +151,9 @@ TEST_CASE("HEAD is answered from the GET entry with headers only", "[cache_page]
   }
 }
 
-TEST_CASE("unsafe methods are never answered from the cache and invalidate the GET entry", "[cache_page]") {
+TEMPLATE_TEST_CASE("unsafe methods are never answered from the cache and invalidate the GET entry", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
   for (auto method : {http::verb::post, http::verb::put, http::verb::patch, http::verb::delete_}) {
-    harness h;
+    harness<TestType> h;
     auto cached = h.wrap();
     get(cached, "/item/1");
     get(cached, "/item/1");
@@ -164,8 +167,8 @@ TEST_CASE("unsafe methods are never answered from the cache and invalidate the G
   }
 }
 
-TEST_CASE("a failed unsafe request leaves the entry alone", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("a failed unsafe request leaves the entry alone", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   h.respond = [](auto const& req, auto& res, auto&) {
     if (req.method() == http::verb::put) res.result(http::status::conflict);
   };
@@ -175,8 +178,8 @@ TEST_CASE("a failed unsafe request leaves the entry alone", "[cache_page]") {
   CHECK_THAT(get(cached, "/item/1").cache_status(), Catch::Contains("hit"));
 }
 
-TEST_CASE("requests with Authorization and requests failing only_if bypass the cache", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("requests with Authorization and requests failing only_if bypass the cache", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   auto cached = h.wrap({.only_if = [](ccp::request_view r) { return !r.has_query("preview"); }});
   get(cached, "/a");
   auto auth = get(cached, "/a", {{"Authorization", "Bearer secret"}});
@@ -189,14 +192,14 @@ TEST_CASE("requests with Authorization and requests failing only_if bypass the c
   CHECK(h.counters->snapshot().bypasses == 3);
 }
 
-TEST_CASE("cache_authorized lets Authorization requests be cached when the application says so", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("cache_authorized lets Authorization requests be cached when the application says so", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   auto cached = h.wrap({.cache_authorized = true});
   get(cached, "/a", {{"Authorization", "Bearer x"}});
   CHECK_THAT(get(cached, "/a", {{"Authorization", "Bearer x"}}).cache_status(), Catch::Contains("hit"));
 }
 
-TEST_CASE("responses that must not be shared are not stored", "[cache_page]") {
+TEMPLATE_TEST_CASE("responses that must not be shared are not stored", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
   struct row {
     char const* name;
     std::function<void(http::response<http::string_body>&)> change;
@@ -212,7 +215,7 @@ TEST_CASE("responses that must not be shared are not stored", "[cache_page]") {
   };
   for (auto const& r : rows) {
     INFO(r.name);
-    harness h;
+    harness<TestType> h;
     h.respond = [&](auto const&, auto& res, auto&) { r.change(res); };
     auto cached = h.wrap();
     auto first = get(cached, "/x");
@@ -224,8 +227,8 @@ TEST_CASE("responses that must not be shared are not stored", "[cache_page]") {
   }
 }
 
-TEST_CASE("cacheable_statuses and max_body_size are honoured", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("cacheable_statuses and max_body_size are honoured", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   h.respond = [](auto const& req, auto& res, auto&) {
     if (req.target() == "/gone") res.result(http::status::not_found);
     if (req.target() == "/big") res.body() = std::string(2000, 'b');
@@ -237,8 +240,8 @@ TEST_CASE("cacheable_statuses and max_body_size are honoured", "[cache_page]") {
   CHECK(get(cached, "/big").cache_status() == "custom_cache_page; fwd=miss; detail=too-large");
 }
 
-TEST_CASE("a zero timeout, or one computed from the response, decides storage", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("a zero timeout, or one computed from the response, decides storage", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   h.respond = [](auto const& req, auto& res, auto&) { res.set("X-TTL", req.target() == "/short" ? "0" : "30"); };
   auto cached = h.wrap({.timeout = [](http::response_header<> const& res) {
     return std::chrono::seconds(std::stoi(std::string(res["X-TTL"])));
@@ -248,8 +251,8 @@ TEST_CASE("a zero timeout, or one computed from the response, decides storage", 
   CHECK(get(cached, "/long").header("Cache-Control") == "max-age=30");
 }
 
-TEST_CASE("stored headers are replayed except hop-by-hop fields", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("stored headers are replayed except hop-by-hop fields", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   h.respond = [](auto const&, auto& res, auto&) {
     res.set("X-Custom", "kept");
     res.set(http::field::connection, "X-Hop");
@@ -264,8 +267,8 @@ TEST_CASE("stored headers are replayed except hop-by-hop fields", "[cache_page]"
   CHECK(hit.header("Date").empty());
 }
 
-TEST_CASE("the handler can decline caching and add tags through fill_context", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("the handler can decline caching and add tags through fill_context", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   h.respond = [](auto const& req, auto&, ccp::fill_context& ctx) {
     if (req.target() == "/preview") ctx.do_not_cache();
     if (req.target() == "/item") ctx.add_tag("learned-tag");
@@ -284,8 +287,8 @@ TEST_CASE("the handler can decline caching and add tags through fill_context", "
   CHECK_THAT(get(cached, "/item").cache_status(), Catch::Contains("fwd=miss"));
 }
 
-TEST_CASE("refresh_if forces a refresh that replaces the entry", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("refresh_if forces a refresh that replaces the entry", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   auto cached = h.wrap({.refresh_if = [](ccp::request_view r) { return r.has("X-Refresh"); }});
   auto a = get(cached, "/r");
   auto refreshed = get(cached, "/r", {{"X-Refresh", "1"}});
@@ -295,8 +298,8 @@ TEST_CASE("refresh_if forces a refresh that replaces the entry", "[cache_page]")
   CHECK(b.body() != a.body());
 }
 
-TEST_CASE("plain and versioned tags both invalidate (the seed skipped plain tags)", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("plain and versioned tags both invalidate (the seed skipped plain tags)", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   auto cached = h.wrap({.tags = {"catalog", ccp::versioned("products"),
                                  [](ccp::request_view r) { return "category-" + r.query("cat"); }}});
   get(cached, "/list?cat=books");
@@ -314,11 +317,11 @@ TEST_CASE("plain and versioned tags both invalidate (the seed skipped plain tags
   CHECK_THAT(get(cached, "/list?cat=games").cache_status(), Catch::Contains("hit"));
 }
 
-TEST_CASE("a versioned tag named from the request gives each name its own entry, as in Python", "[cache_page][python]") {
+TEMPLATE_TEST_CASE("a versioned tag named from the request gives each name its own entry, as in Python", "[cache_page][python]", ccp_test::sync_front, ccp_test::async_front) {
   // Python: versioned(lambda r: f"store:{r.store.id}") puts the resolved name
   // in the key. The key function sees only the path, so without the name in
   // the key the two stores' pages would replace each other.
-  harness h;
+  harness<TestType> h;
   auto cached = h.wrap({.key_func = [](ccp::request_view r) { return std::string(r.path()); },
                         .tags = {ccp::versioned([](ccp::request_view r) { return "store:" + std::string(r.header("X-Store")); })}});
   auto const from_store = [&](char const* store) { return get(cached, "/catalog", {{"X-Store", store}}); };
@@ -335,8 +338,8 @@ TEST_CASE("a versioned tag named from the request gives each name its own entry,
   CHECK(*h.calls == 3);
 }
 
-TEST_CASE("an invalidation while the handler runs keeps its response out of the cache", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("an invalidation while the handler runs keeps its response out of the cache", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   h.respond = [&h](auto const& req, auto&, auto&) {
     if (req.target() == "/racy" && *h.calls == 1) h.backend->invalidate_tag("t");
   };
@@ -348,8 +351,8 @@ TEST_CASE("an invalidation while the handler runs keeps its response out of the 
   CHECK_THAT(get(cached, "/racy").cache_status(), Catch::Contains("hit"));
 }
 
-TEST_CASE("Vary: the varying request fields must match, and Vary is sent on hits", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("Vary: the varying request fields must match, and Vary is sent on hits", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   h.respond = [](auto const& req, auto& res, auto&) {
     res.set(http::field::vary, "Accept-Language");
     res.body() = "lang=" + std::string(req[http::field::accept_language]);
@@ -363,15 +366,15 @@ TEST_CASE("Vary: the varying request fields must match, and Vary is sent on hits
   CHECK(de.body() == "lang=de");
   CHECK(de.cache_status() == "custom_cache_page; fwd=vary-miss; stored");
 
-  harness ignoring;
+  harness<TestType> ignoring;
   ignoring.respond = h.respond;
   auto plain = ignoring.wrap({.honour_vary = false});
   get(plain, "/v", {{"Accept-Language", "en"}});
   CHECK(get(plain, "/v", {{"Accept-Language", "de"}}).body() == "lang=en");
 }
 
-TEST_CASE("ETag option and conditional requests answer 304 from the entry", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("ETag option and conditional requests answer 304 from the entry", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   h.respond = [](auto const&, auto& res, auto&) { res.set(http::field::last_modified, "Sun, 06 Nov 1994 08:49:37 GMT"); };
   auto cached = h.wrap({.add_etag = true});
   auto first = get(cached, "/e");
@@ -402,7 +405,7 @@ struct broken_backend {
 static_assert(ccp::store_backend<broken_backend>);
 } // namespace
 
-TEST_CASE("a failing cache never fails the request", "[cache_page][failure]") {
+TEMPLATE_TEST_CASE("a failing cache never fails the request", "[cache_page][failure]", ccp_test::sync_front, ccp_test::async_front) {
   auto counters = std::make_shared<ccp::stats>();
   int calls = 0;
   auto handler = [&](http::request<http::string_body> const& req) {
@@ -412,7 +415,7 @@ TEST_CASE("a failing cache never fails the request", "[cache_page][failure]") {
     return res;
   };
   SECTION("store down") {
-    auto cached = ccp::cache_page({.backend = std::make_shared<broken_backend>(), .statistics = counters}, handler);
+    auto cached = TestType::wrap({.backend = std::make_shared<broken_backend>(), .statistics = counters}, handler);
     auto a = get(cached, "/x");
     auto b = get(cached, "/x");
     CHECK(a.body() == "fresh 1");
@@ -421,18 +424,18 @@ TEST_CASE("a failing cache never fails the request", "[cache_page][failure]") {
     CHECK(receive(cached(make_request(http::verb::put, "/x", {}, "b"))).body() == "fresh 3");
   }
   SECTION("key function throws") {
-    auto cached = ccp::cache_page({.key_func = [](ccp::request_view) -> std::string { throw std::runtime_error("bad"); },
+    auto cached = TestType::wrap({.key_func = [](ccp::request_view) -> std::string { throw std::runtime_error("bad"); },
                                    .backend = std::make_shared<ccp::memory_backend>(), .statistics = counters}, handler);
     CHECK(get(cached, "/x").cache_status() == "custom_cache_page; fwd=bypass; detail=error");
   }
   SECTION("tag callable throws") {
-    auto cached = ccp::cache_page({.tags = {[](ccp::request_view) -> std::string { throw std::runtime_error("bad"); }},
+    auto cached = TestType::wrap({.tags = {[](ccp::request_view) -> std::string { throw std::runtime_error("bad"); }},
                                    .backend = std::make_shared<ccp::memory_backend>(), .statistics = counters}, handler);
     CHECK(get(cached, "/x").body() == "fresh 1");
   }
   SECTION("unknown backend name") {
     ccp::default_registry().clear(); // nothing registered yet: the name is checked on each request
-    auto cached = ccp::cache_page({.backend = "no-such-backend", .statistics = counters}, handler);
+    auto cached = TestType::wrap({.backend = "no-such-backend", .statistics = counters}, handler);
     auto const answer = get(cached, "/x");
     CHECK(answer.body() == "fresh 1");
     CHECK(answer.cache_status() == "custom_cache_page; fwd=bypass; detail=unknown-backend");
@@ -448,7 +451,7 @@ TEST_CASE("a failing cache never fails the request", "[cache_page][failure]") {
   CHECK(s.errors + s.unknown_backends >= 1);
 }
 
-TEST_CASE("a handler's backend snapshot lets a replaced backend go", "[cache_page][registry][ownership]") {
+TEMPLATE_TEST_CASE("a handler's backend snapshot lets a replaced backend go", "[cache_page][registry][ownership]", ccp_test::sync_front, ccp_test::async_front) {
   // Counts destructions of the backends registered under the name.
   struct counted : ccp::memory_backend {
     explicit counted(std::atomic<int>& d) : destroyed(d) {}
@@ -457,8 +460,9 @@ TEST_CASE("a handler's backend snapshot lets a replaced backend go", "[cache_pag
   };
   std::atomic<int> destroyed{0};
   auto& registry = ccp::default_registry();
-  registry.add("cache-page-test-replaced", std::make_shared<counted>(destroyed));
-  auto cached = ccp::cache_page({.backend = "cache-page-test-replaced"}, [](http::request<http::string_body> const& req) {
+  std::string const name = std::string("cache-page-test-replaced-") + TestType::name;
+  registry.add(name, std::make_shared<counted>(destroyed));
+  auto cached = TestType::wrap({.backend = name}, [](http::request<http::string_body> const& req) {
     http::response<http::string_body> res{http::status::ok, req.version()};
     res.body() = "page";
     res.prepare_payload();
@@ -466,20 +470,21 @@ TEST_CASE("a handler's backend snapshot lets a replaced backend go", "[cache_pag
   });
   get(cached, "/r");
   CHECK_THAT(get(cached, "/r").cache_status(), Catch::Contains("hit"));
-  registry.add("cache-page-test-replaced", std::make_shared<counted>(destroyed));
+  registry.add(name, std::make_shared<counted>(destroyed));
   CHECK(destroyed == 0); // the handler's snapshot still holds the first one
   CHECK_THAT(get(cached, "/r").cache_status(), Catch::Contains("fwd=miss")); // the new backend is empty
   CHECK(destroyed == 1); // the snapshot moved on: the first one is freed
+  registry.add(name, std::make_shared<ccp::memory_backend>()); // nothing left referring to `destroyed`
 }
 
-TEST_CASE("a malformed target bypasses the cache", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("a malformed target bypasses the cache", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   auto cached = h.wrap();
   CHECK(get(cached, "http://[::1").cache_status() == "custom_cache_page; fwd=bypass; detail=malformed-target");
 }
 
-TEST_CASE("prefix separates handlers sharing a backend", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("prefix separates handlers sharing a backend", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   auto a = h.wrap({.prefix = "a"});
   auto b = h.wrap({.prefix = [](ccp::request_view) { return std::string("b"); }});
   get(a, "/same");
@@ -487,9 +492,9 @@ TEST_CASE("prefix separates handlers sharing a backend", "[cache_page]") {
   CHECK(*h.calls == 2);
 }
 
-TEST_CASE("a handler taking the request by rvalue, any request body type", "[cache_page]") {
+TEMPLATE_TEST_CASE("a handler taking the request by rvalue, any request body type", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
   auto backend = std::make_shared<ccp::memory_backend>();
-  auto cached = ccp::cache_page({.backend = backend}, [](http::request<http::empty_body>&& req) {
+  auto cached = TestType::wrap({.backend = backend}, [](http::request<http::empty_body>&& req) {
     http::response<http::vector_body<char>> res{http::status::ok, req.version()};
     res.body() = {'o', 'k'};
     res.prepare_payload();
@@ -503,8 +508,8 @@ TEST_CASE("a handler taking the request by rvalue, any request body type", "[cac
   CHECK_THAT(hit.cache_status(), Catch::Contains("hit"));
 }
 
-TEST_CASE("an entry over the backend's own limit is reported not stored, not stored", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("an entry over the backend's own limit is reported not stored, not stored", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   h.backend = std::make_shared<ccp::memory_backend>(ccp::memory_backend_options{.max_bytes = 1 << 20, .max_entry = 4096});
   h.respond = [](auto const&, auto& res, auto&) { res.body() = std::string(8192, 'z'); };
   auto cached = h.wrap();
@@ -523,12 +528,12 @@ TEST_CASE("error messages say what failed once", "[cache_page][errors]") {
   CHECK(e.code() == ccp::error::unknown_backend);
 }
 
-TEST_CASE("a GET fill that started before a successful PUT does not store its older response", "[cache_page]") {
-  harness h;
+TEMPLATE_TEST_CASE("a GET fill that started before a successful PUT does not store its older response", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
   std::string data = "old";
   bool put_during_get = true;
   std::function<http::message_generator(http::request<http::string_body>&&)> cached_self;
-  auto cached = ccp::cache_page(h.options(), [&](http::request<http::string_body> const& req) {
+  auto cached = TestType::wrap(h.options(), [&](http::request<http::string_body> const& req) {
     http::response<http::string_body> res{http::status::ok, req.version()};
     if (req.method() == http::verb::put) {
       data = req.body();
@@ -549,14 +554,14 @@ TEST_CASE("a GET fill that started before a successful PUT does not store its ol
   CHECK_THAT(get(cached, "/item").cache_status(), Catch::Contains("hit"));
 }
 
-TEST_CASE("the target guard is internal: no tag header names it", "[cache_page]") {
+TEMPLATE_TEST_CASE("the target guard is internal: no tag header names it", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
   // A CDN member adds the entry's tags as an xkey header; its purges go to a
   // port where nothing listens, which the PUT's guard bump must survive.
   auto store = std::make_shared<ccp::memory_backend>();
   auto cdn = std::make_shared<ccp::varnish_backend>(ccp::varnish_backend_options{.port = 9, .timeout = 200ms});
   auto composite = std::make_shared<ccp::composite_backend>(
       std::vector<ccp::composite_member>{{"memory", ccp::any_backend(store)}, {"varnish", ccp::any_backend(cdn)}});
-  auto cached = ccp::cache_page({.tags = {"page-g"}, .backend = composite}, [](http::request<http::string_body> const& req) {
+  auto cached = TestType::wrap({.tags = {"page-g"}, .backend = composite}, [](http::request<http::string_body> const& req) {
     http::response<http::string_body> res{http::status::ok, req.version()};
     res.body() = "g";
     res.prepare_payload();
@@ -574,7 +579,7 @@ TEST_CASE("the target guard is internal: no tag header names it", "[cache_page]"
   }
 }
 
-TEST_CASE("backends by registered name and the default registry's free functions", "[cache_page][registry]") {
+TEMPLATE_TEST_CASE("backends by registered name and the default registry's free functions", "[cache_page][registry]", ccp_test::sync_front, ccp_test::async_front) {
   auto& registry = ccp::default_registry();
   auto named = std::make_shared<ccp::memory_backend>();
   registry.add("cache-page-test-named", ccp::any_backend(named));
@@ -585,7 +590,7 @@ TEST_CASE("backends by registered name and the default registry's free functions
     res.prepare_payload();
     return res;
   };
-  auto by_name = ccp::cache_page({.tags = {"cache-page-test-tag"}, .backend = "cache-page-test-named"}, handler);
+  auto by_name = TestType::wrap({.tags = {"cache-page-test-tag"}, .backend = "cache-page-test-named"}, handler);
   get(by_name, "/named");
   CHECK_THAT(get(by_name, "/named").cache_status(), Catch::Contains("hit"));
   CHECK(named->size() == 1);
@@ -595,7 +600,7 @@ TEST_CASE("backends by registered name and the default registry's free functions
   CHECK_THAT(get(by_name, "/named").cache_status(), Catch::Contains("fwd=miss"));
 
   // The default backend: what cache_page uses when it names none.
-  auto by_default = ccp::cache_page({.tags = {ccp::versioned("cache-page-test-default")}}, handler);
+  auto by_default = TestType::wrap({.tags = {ccp::versioned("cache-page-test-default")}}, handler);
   get(by_default, "/default");
   CHECK_THAT(get(by_default, "/default").cache_status(), Catch::Contains("hit"));
   auto results = ccp::invalidate_tags({"cache-page-test-default", "cache-page-test-other"});

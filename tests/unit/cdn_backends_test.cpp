@@ -4,8 +4,14 @@
 #include <custom_cache_page/cdn.hpp>
 
 #include "../support/messages.hpp"
+#include "../support/silent_server.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
@@ -342,7 +348,7 @@ TEST_CASE("fastly: a slow API times out, retried once", "[cdn][fastly]") {
   auto const start = std::chrono::steady_clock::now();
   auto what = what_of([&] { b.invalidate_tag("product-7"); });
   CHECK(std::chrono::steady_clock::now() - start < 2s);
-  CHECK_THAT(what, Catch::Contains("timed out after 200ms") && Catch::Contains("product-7"));
+  CHECK_THAT(what, Catch::Contains("timed out (200ms a step") && Catch::Contains("product-7"));
   CHECK(api.requests().size() >= 1);
 }
 
@@ -601,6 +607,36 @@ TEST_CASE("varnish: a non-2xx answer throws naming varnish and the tag", "[cdn][
   auto what = what_of([&] { b.invalidate_tag("product-7"); });
   CHECK_THAT(what, Catch::Contains("varnish") && Catch::Contains("'product-7'") && Catch::Contains("403") &&
                        Catch::Contains("Forbidden"));
+}
+
+TEST_CASE("varnish that never answers: awaited purges hold no thread and end at their deadline", "[cdn][varnish]") {
+  namespace net = boost::asio;
+  ccp_test::silent_server silent;
+  ccp::varnish_backend b({.host = "127.0.0.1", .port = silent.port(), .timeout = 5s, .deadline = 300ms});
+  net::io_context ioc(1);
+  std::vector<std::string> failures;
+  for (char const* tag : {"product-7", "product-8"}) {
+    net::co_spawn(ioc, b.async_invalidate_tag(tag), [&](std::exception_ptr e, ccp::invalidation_result) {
+      failures.push_back(what_of([&] { if (e) std::rethrow_exception(e); }));
+    });
+  }
+  // Ticks on the same thread while both purges wait for their answer.
+  int ticks = 0;
+  net::co_spawn(ioc, [&]() -> net::awaitable<void> {
+    net::steady_timer t(co_await net::this_coro::executor);
+    for (int i = 0; i < 1000 && failures.size() < 2; ++i, ++ticks) {
+      t.expires_after(10ms);
+      co_await t.async_wait(net::use_awaitable);
+    }
+  }, net::detached);
+  auto const start = std::chrono::steady_clock::now();
+  ioc.run();
+  CHECK(std::chrono::steady_clock::now() - start < 2s); // 300 ms deadline, not 2 x 5 s timeouts
+  CHECK(ticks >= 10);
+  CHECK(silent.requests().size() >= 2);
+  REQUIRE(failures.size() == 2);
+  for (auto const& what : failures) CHECK_THAT(what, Catch::Contains("varnish") && Catch::Contains("timed out"));
+  CHECK_THAT(failures[0] + failures[1], Catch::Contains("product-7") && Catch::Contains("product-8"));
 }
 
 // --- Registry URLs ------------------------------------------------------------

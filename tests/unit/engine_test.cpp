@@ -71,7 +71,8 @@ struct runner {
   ccp::cache_options options;
   ccp::stats counters;
   http::request<http::string_body> req{http::verb::get, "/products?page=2", 11};
-  ccp::detail::engine en{options, counters};
+  bool background = false; // the front end refreshes in the background
+  ccp::detail::engine en{options, counters, background};
   ccp::fill_context ctx;
   ccp::cached_response::clock::time_point const t0 = ccp::cached_response::clock::now();
   std::shared_ptr<ccp::cached_response> pending; // the entry a store action carries
@@ -319,4 +320,21 @@ TEST_CASE("engine: a coalesced answer tells the flight's followers that the entr
   REQUIRE(a.what == step::answer_entry);
   CHECK(a.flight_stored);
   CHECK(run.counters.snapshot().coalesced == 1);
+}
+
+TEST_CASE("engine: a front end that refreshes in the background answers the stale-while-revalidate leader at once",
+          "[engine]") {
+  runner run{.background = true};
+  REQUIRE(run.en.start(ccp::request_view(run.req), backend_state::ok).what == step::lookup);
+  REQUIRE(run.feed(found{-5, 10}).what == step::try_lead);
+  auto a = run.feed(joined{true});
+  REQUIRE(a.what == step::answer_entry);
+  CHECK(a.background);
+  CHECK(a.kind == answer_kind::stale);
+  CHECK(run.en.params() == "; detail=revalidating");
+  // Then the same run refreshes, answering nobody: a stale answer it might
+  // reach (the lock held elsewhere) is not counted again.
+  REQUIRE(run.en.detached().what == step::lock);
+  CHECK(run.feed(locked{lock_outcome::elsewhere}).what == step::answer_entry);
+  CHECK(run.counters.snapshot().stale == 1);
 }

@@ -5,10 +5,15 @@
 
 #include "../support/scoped_env.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <cstdlib>
+#include <future>
 #include <memory>
 #include <thread>
 #include <stdexcept>
@@ -287,6 +292,29 @@ TEST_CASE("invalidate_tags attempts every tag, then reports the first failure", 
   CHECK(ok[0].tag == "x");
   CHECK(ok[1].backend == "flaky");
   CHECK(ok[1].version == 7);
+}
+
+TEST_CASE("async_invalidate_tag: the outcomes of invalidate_tag, awaited", "[registry][awaitable]") {
+  namespace net = boost::asio;
+  ccp::registry reg;
+  auto flaky = std::make_shared<flaky_backend>();
+  reg.add("flaky", ccp::any_backend(flaky));
+  net::io_context ioc(1);
+  auto awaited = [&](std::string tag, std::string backend) {
+    auto f = net::co_spawn(ioc, reg.async_invalidate_tag(std::move(tag), std::move(backend)), net::use_future);
+    ioc.restart();
+    ioc.run();
+    return f.get();
+  };
+  auto const r = awaited(" product\r\n-1 ", "flaky");
+  CHECK(r.tag == "product-1");
+  CHECK(r.backend == "flaky");
+  CHECK(r.version == 7);
+  CHECK_THAT(what_of([&] { awaited("bad-1", "flaky"); }), Catch::Contains("store unreachable"));
+  CHECK_THROWS_AS(awaited("bad-2", "flaky"), ccp::invalidation_error);
+  CHECK_THROWS_AS(awaited("t", "nope"), ccp::unknown_backend_error);
+  CHECK_THROWS_AS(awaited(" \r\n", "flaky"), ccp::invalidation_error);
+  CHECK(flaky->attempted == std::vector<std::string>{"product-1", "bad-1", "bad-2"});
 }
 
 TEST_CASE("stats counts and exposes Prometheus text", "[stats]") {

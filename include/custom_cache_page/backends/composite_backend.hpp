@@ -86,15 +86,20 @@ public:
   lookup_result lookup(std::string const& key, std::span<resolved_tag const> tags) {
     lookup_result found = members_[read_].backend.lookup(key, tags);
     if (versions_ == read_) return found;
-    // The versions member's counters are the ones fills are built under.
-    lookup_result counters = members_[versions_].backend.lookup(key, tags);
-    if (found.entry && !recorded_under(*found.entry, tags, counters.versions)) found.entry = nullptr;
-    found.versions = std::move(counters.versions);
-    return found;
+    return under_counters(std::move(found), members_[versions_].backend.lookup(key, tags), tags);
+  }
+  boost::asio::awaitable<lookup_result> async_lookup(std::string key, std::span<resolved_tag const> tags) {
+    lookup_result found = co_await members_[read_].backend.async_lookup(key, tags);
+    if (versions_ == read_) co_return found;
+    lookup_result counters = co_await members_[versions_].backend.async_lookup(key, tags);
+    co_return under_counters(std::move(found), std::move(counters), tags);
   }
 
   std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const> tags) {
     return members_[versions_].backend.tag_versions(tags);
+  }
+  boost::asio::awaitable<std::vector<std::uint64_t>> async_tag_versions(std::span<resolved_tag const> tags) {
+    return members_[versions_].backend.async_tag_versions(tags);
   }
 
   // Every member is asked, even after one throws. The answer is the read
@@ -103,39 +108,54 @@ public:
   // its local copy: it is counted (store_failures(i), and as an error in
   // global_stats()) and the CDN simply caches the page on its next miss.
   bool store(std::string const& key, std::shared_ptr<cached_response const> entry) {
-    bool answer = false;
-    std::exception_ptr read_failure;
+    store_tally tally{*this};
     for (std::size_t i = 0; i < members_.size(); ++i) {
       if (!members_[i].backend.keeps_entries()) continue;
       try {
-        bool const stored = members_[i].backend.store(key, entry);
-        if (i == read_) answer = stored;
+        tally.stored(i, members_[i].backend.store(key, entry));
       } catch (...) {
-        if (i == read_) {
-          read_failure = std::current_exception();
-        } else {
-          store_failures_[i].fetch_add(1, std::memory_order_relaxed);
-          global_stats().error();
-        }
+        tally.failed(i, std::current_exception());
       }
     }
-    if (read_failure) std::rethrow_exception(read_failure);
-    return answer;
+    return tally.answer();
+  }
+  boost::asio::awaitable<bool> async_store(std::string key, std::shared_ptr<cached_response const> entry) {
+    store_tally tally{*this};
+    for (std::size_t i = 0; i < members_.size(); ++i) {
+      if (!members_[i].backend.keeps_entries()) continue;
+      try {
+        bool const stored = co_await members_[i].backend.async_store(key, entry);
+        tally.stored(i, stored);
+      } catch (...) {
+        tally.failed(i, std::current_exception());
+      }
+    }
+    co_return tally.answer();
   }
 
   // Every member is asked; the first exception is rethrown afterwards.
   bool erase(std::string const& key) {
-    bool any = false;
-    std::exception_ptr failure;
+    erase_tally tally;
     for (auto& m : members_) {
       try {
-        any = m.backend.erase(key) || any;
+        tally.erased(m.backend.erase(key));
       } catch (...) {
-        if (!failure) failure = std::current_exception();
+        tally.failed(std::current_exception());
       }
     }
-    if (failure) std::rethrow_exception(failure);
-    return any;
+    return tally.answer();
+  }
+  boost::asio::awaitable<bool> async_erase(std::string key) {
+    erase_tally tally;
+    for (auto& m : members_) {
+      try {
+        bool const erased = co_await m.backend.async_erase(key);
+        tally.erased(erased);
+      } catch (...) {
+        tally.failed(std::current_exception());
+      }
+    }
+    co_return tally.answer();
   }
 
   // One result per member in `members` (backend: the member's name; error:
@@ -143,44 +163,37 @@ public:
   // the sum. When any member failed, throws composite_invalidation_error
   // naming the tag and the failed members, after all were attempted.
   invalidation_result invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) {
-    invalidation_result out;
-    out.tag = tag;
-    out.mode = mode;
-    out.backend = "composite";
-    std::string failures;
+    invalidation_tally tally{*this, tag, mode};
     for (std::size_t i = 0; i < members_.size(); ++i) {
-      invalidation_result r;
       try {
-        r = members_[i].backend.invalidate_tag(tag, mode);
-      } catch (invalidation_error const& e) {
-        r = {};
-        r.error = without_prefix(e.what(), "invalidating tag '" + e.tag() + "' failed: ");
-      } catch (std::exception const& e) {
-        r = {};
-        r.error = e.what();
+        tally.done(i, members_[i].backend.invalidate_tag(tag, mode));
       } catch (...) {
-        r = {};
-        r.error = "unknown exception";
+        tally.failed(i, std::current_exception());
       }
-      r.tag = tag;
-      if (!r.error.empty()) r.mode = mode;
-      r.backend = members_[i].name;
-      if (r.error.empty()) {
-        out.entries_removed += r.entries_removed;
-        if (i == versions_) out.version = r.version;
-      } else {
-        if (!failures.empty()) failures += "; ";
-        failures += "member " + std::to_string(i) + " '" + r.backend + "': " + r.error;
-      }
-      out.members.push_back(std::move(r));
     }
-    if (!failures.empty()) throw composite_invalidation_error(tag, failures, std::move(out));
-    return out;
+    return tally.answer();
+  }
+  // The same on the caller's executor: a CDN member's purge waits on the
+  // network without holding a thread.
+  boost::asio::awaitable<invalidation_result> async_invalidate_tag(std::string tag, purge_mode mode = purge_mode::hard) {
+    invalidation_tally tally{*this, tag, mode};
+    for (std::size_t i = 0; i < members_.size(); ++i) {
+      try {
+        invalidation_result r = co_await members_[i].backend.async_invalidate_tag(tag, mode);
+        tally.done(i, std::move(r));
+      } catch (...) {
+        tally.failed(i, std::current_exception());
+      }
+    }
+    co_return tally.answer();
   }
 
   // A guard is bumped in the stores alone: CDN members never see it.
   void invalidate_internal_tag(std::string const& tag) {
     for (auto& m : members_) m.backend.invalidate_internal_tag(tag);
+  }
+  boost::asio::awaitable<void> async_invalidate_internal_tag(std::string tag) {
+    for (auto& m : members_) co_await m.backend.async_invalidate_internal_tag(tag);
   }
 
   // Fill locks are the read member's: it is where the fill's entry appears.
@@ -191,6 +204,16 @@ public:
     members_[read_].backend.release_fill_lock(key, token);
   }
   void mark_pass(std::string const& key, std::chrono::milliseconds ttl) { members_[read_].backend.mark_pass(key, ttl); }
+  boost::asio::awaitable<std::optional<std::string>> async_try_fill_lock(std::string const& key,
+                                                                         std::chrono::milliseconds ttl) {
+    return members_[read_].backend.async_try_fill_lock(key, ttl);
+  }
+  boost::asio::awaitable<void> async_release_fill_lock(std::string const& key, std::string const& token) {
+    return members_[read_].backend.async_release_fill_lock(key, token);
+  }
+  boost::asio::awaitable<void> async_mark_pass(std::string const& key, std::chrono::milliseconds ttl) {
+    return members_[read_].backend.async_mark_pass(key, ttl);
+  }
 
   void prepare_response(boost::beast::http::fields& f, std::span<std::string_view const> names) {
     for (auto& m : members_) m.backend.prepare_response(f, names);
@@ -218,6 +241,94 @@ private:
       for (auto const& t : e.tags)
         if (t.name == tags[i].name && (i >= versions.size() || t.version != versions[i])) return false;
     return true;
+  }
+
+  // The read member's find, judged by the versions member's counters: they
+  // are the ones fills are built under.
+  static lookup_result under_counters(lookup_result found, lookup_result counters, std::span<resolved_tag const> tags) {
+    if (found.entry && !recorded_under(*found.entry, tags, counters.versions)) found.entry = nullptr;
+    found.versions = std::move(counters.versions);
+    return found;
+  }
+
+  // What store() answers, member by member (see store()).
+  struct store_tally {
+    composite_backend& self;
+    bool stored_by_read = false;
+    std::exception_ptr read_failure;
+
+    void stored(std::size_t i, bool ok) {
+      if (i == self.read_) stored_by_read = ok;
+    }
+    void failed(std::size_t i, std::exception_ptr e) {
+      if (i == self.read_) {
+        read_failure = std::move(e);
+        return;
+      }
+      self.store_failures_[i].fetch_add(1, std::memory_order_relaxed);
+      global_stats().error();
+    }
+    bool answer() const {
+      if (read_failure) std::rethrow_exception(read_failure);
+      return stored_by_read;
+    }
+  };
+
+  struct erase_tally {
+    bool any = false;
+    std::exception_ptr failure;
+
+    void erased(bool e) { any = any || e; }
+    void failed(std::exception_ptr e) {
+      if (!failure) failure = std::move(e);
+    }
+    bool answer() const {
+      if (failure) std::rethrow_exception(failure);
+      return any;
+    }
+  };
+
+  // What invalidate_tag() answers, member by member (see invalidate_tag()).
+  struct invalidation_tally {
+    composite_backend& self;
+    std::string const& tag;
+    purge_mode mode;
+    invalidation_result out{.tag = tag, .backend = "composite", .mode = mode};
+    std::string failures;
+
+    void done(std::size_t i, invalidation_result r) {
+      r.tag = tag;
+      r.backend = self.members_[i].name;
+      out.entries_removed += r.entries_removed;
+      if (i == self.versions_) out.version = r.version;
+      out.members.push_back(std::move(r));
+    }
+    void failed(std::size_t i, std::exception_ptr e) {
+      invalidation_result r;
+      r.tag = tag;
+      r.mode = mode;
+      r.backend = self.members_[i].name;
+      r.error = message_of(e);
+      if (!failures.empty()) failures += "; ";
+      failures += "member " + std::to_string(i) + " '" + r.backend + "': " + r.error;
+      out.members.push_back(std::move(r));
+    }
+    invalidation_result answer() {
+      if (!failures.empty()) throw composite_invalidation_error(tag, failures, std::move(out));
+      return std::move(out);
+    }
+  };
+
+  static std::string message_of(std::exception_ptr e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (invalidation_error const& x) {
+      return without_prefix(x.what(), "invalidating tag '" + x.tag() + "' failed: ");
+    } catch (std::exception const& x) {
+      return x.what();
+    } catch (...) {
+      return "unknown exception";
+    }
   }
 
   std::vector<composite_member> members_;

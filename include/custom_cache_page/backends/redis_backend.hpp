@@ -34,6 +34,7 @@
 
 #include <custom_cache_page/backend.hpp>
 #include <custom_cache_page/detail/generations.hpp>
+#include <custom_cache_page/detail/redis_async_connection.hpp>
 #include <custom_cache_page/detail/redis_client.hpp>
 #include <custom_cache_page/detail/redis_options.hpp>
 #include <custom_cache_page/detail/redis_scripts.hpp>
@@ -57,7 +58,10 @@
 
 namespace custom_cache_page {
 
-// The store primitives (store_primitives.hpp) in Redis.
+// The store primitives (store_primitives.hpp) in Redis. Each also comes as
+// an awaitable (async_read, ...) on the non-blocking connection of the
+// caller's io_context (detail/redis_async_connection.hpp): the same
+// arguments, keys, scripts and replies, and the same circuit breaker.
 class redis_store {
 public:
   using clock = cached_response::clock;
@@ -65,13 +69,63 @@ public:
   explicit redis_store(redis_options options)
       : client_(std::make_shared<detail::redis_client>(std::move(options))), keys_{client_->options().prefix} {}
 
-  // MGET page, then each name's counter and floor: one trip; a second one
-  // only for tags the entry recorded that `names` does not hold.
-  stored_read read(std::string const& key, std::span<std::string_view const> names) {
-    auto reply = mget("redis lookup (MGET)", key, names);
-    stored_read out{nullptr, counters_from(reply.get(), 2, names.size())};
-    out.passed = reply->element[1]->type == REDIS_REPLY_STRING;
-    redisReply const* page = reply->element[0];
+private:
+  // (First: the primitives below use them.)
+  static constexpr std::string_view read_what = "redis lookup (MGET)";
+  static constexpr std::string_view counters_what = "redis counters (MGET)";
+  static constexpr std::string_view erase_what = "redis erase (UNLINK)";
+
+  // A command or script on a pooled blocking connection, through the breaker.
+  template <class Parse>
+  auto command(std::string_view what, detail::redis_args a, Parse parse) {
+    return client_->run(what, [&](detail::redis_connection& c) { return parse(c.command(what, a).get()); });
+  }
+  template <class Parse>
+  auto eval(detail::redis_script const& script, std::size_t numkeys, detail::redis_args a, Parse parse) {
+    return client_->run(script.name, [&](detail::redis_connection& c) { return parse(c.eval(script, numkeys, a).get()); });
+  }
+
+  // The same on the non-blocking connection of the caller's io_context.
+  template <class Parse>
+  boost::asio::awaitable<std::invoke_result_t<Parse&, redisReply const*>> async_command(std::string_view what, detail::redis_args a,
+                                                                                        Parse parse) {
+    detail::redis_client::attempt attempt(*client_, what);
+    auto conn = async_connection(co_await boost::asio::this_coro::executor);
+    auto result = co_await conn->command(what, std::move(a), std::move(parse));
+    attempt.succeeded();
+    co_return result;
+  }
+  template <class Parse>
+  boost::asio::awaitable<std::invoke_result_t<Parse&, redisReply const*>> async_eval(detail::redis_script const& script,
+                                                                                     std::size_t numkeys, detail::redis_args a,
+                                                                                     Parse parse) {
+    detail::redis_client::attempt attempt(*client_, script.name);
+    auto conn = async_connection(co_await boost::asio::this_coro::executor);
+    auto result = co_await conn->eval(script, numkeys, std::move(a), std::move(parse));
+    attempt.succeeded();
+    co_return result;
+  }
+  std::shared_ptr<detail::redis_async_connection> async_connection(boost::asio::any_io_executor const& ex) const {
+    return detail::redis_async_connections::get(ex, client_->id(), client_->options());
+  }
+
+  // MGET [page pass] counter... floor... for `names`.
+  detail::redis_args mget_args(std::optional<std::string_view> key, std::span<std::string_view const> names) const {
+    detail::redis_args a{"MGET"};
+    if (key) a.add(keys_.page(*key)).add(keys_.pass(*key));
+    for (auto const n : names) a.add(keys_.counter(n));
+    for (auto const n : names) a.add(keys_.floor(n));
+    return a;
+  }
+
+  // The page decoded (a miss when it does not decode, counted, or has
+  // expired) and the counters of `n` names; the entry's other counters
+  // are still to be read.
+  stored_read read_reply(redisReply const* r, std::size_t n) const {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 + 2 * n) throw detail::redis_reply_error(read_what, r);
+    stored_read out{nullptr, counters_from(r, 2, n)};
+    out.passed = r->element[1]->type == REDIS_REPLY_STRING;
+    redisReply const* page = r->element[0];
     if (page->type != REDIS_REPLY_STRING) return out;
     auto entry = decode_entry(detail::reply_string(page));
     if (!entry) {
@@ -80,28 +134,29 @@ public:
     }
     if (entry->retain_until() <= clock::now()) return out;
     out.entry = std::make_shared<cached_response const>(std::move(*entry));
-    append_entry_counters(out, names);
     return out;
   }
 
-  std::vector<counter_reading> read_counters(std::span<std::string_view const> names) {
-    if (names.empty()) return {};
-    auto reply = mget("redis counters (MGET)", std::nullopt, names);
-    return counters_from(reply.get(), 0, names.size());
+  static auto counters_reply(std::size_t n) {
+    return [n](redisReply const* r) {
+      if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 * n) throw detail::redis_reply_error(counters_what, r);
+      return counters_from(r, 0, n);
+    };
   }
 
-  bool write_if(std::string const& key, std::shared_ptr<cached_response const> entry,
-                std::span<write_condition const> conditions) {
-    auto const ttl = std::chrono::duration_cast<std::chrono::milliseconds>(entry->retain_until() - clock::now()).count();
-    if (ttl <= 0) return true; // expired already: nothing to keep, nothing refused
-    std::string value = encode_entry(*entry);
+  // Nothing when the entry has expired already.
+  std::optional<detail::redis_args> write_if_args(std::string const& key, cached_response const& entry,
+                                                  std::span<write_condition const> conditions, std::size_t& numkeys) const {
+    auto const ttl = std::chrono::duration_cast<std::chrono::milliseconds>(entry.retain_until() - clock::now()).count();
+    if (ttl <= 0) return std::nullopt;
+    std::string value = encode_entry(entry);
     if (value.size() > client_->options().max_entry)
       throw cache_error(error::entry_too_large, fmt::format("entry of {} bytes exceeds the redis backend's max_entry of {}",
                                                             value.size(), client_->options().max_entry));
     auto a = detail::redis_connection::script_args();
     a.add(keys_.page(key));
     for (auto const& c : conditions) a.add(keys_.counter(c.name));
-    std::size_t numkeys = 1 + conditions.size();
+    numkeys = 1 + conditions.size();
     for (auto const& c : conditions)
       if (c.indexed) {
         a.add(keys_.index(c.name));
@@ -110,102 +165,74 @@ public:
     a.add(conditions.size());
     for (auto const& c : conditions) a.add(c.expected);
     for (auto const& c : conditions) a.view(c.create ? "1" : "0");
-    a.add(std::move(value)).add(ttl).view(key).add(detail::redis_prune_budget);
-    return client_->run("redis write_if (EVALSHA)", [&](detail::redis_connection& c) {
-      auto r = c.eval(detail::redis_write_if_script(), numkeys, a);
-      if (r->type != REDIS_REPLY_INTEGER) throw detail::redis_error("redis write_if (EVALSHA)", c.context(), r.get());
-      return r->integer == 1;
-    });
+    a.add(std::move(value)).add(ttl).add(key).add(detail::redis_prune_budget);
+    return a;
   }
 
-  // One script: the bump and, when hard, the first drain step.
-  bump_result bump(std::string const& name, bool hard, std::uint64_t start, std::chrono::seconds ttl) {
-    auto const batch = client_->options().drain_batch;
-    return client_->run("redis invalidate (EVALSHA)", [&](detail::redis_connection& c) {
-      auto a = detail::redis_connection::script_args();
-      a.add(keys_.counter(name)).add(keys_.index(name)).add(keys_.floor(name)).add(start);
-      a.add(static_cast<long long>(ttl.count())).add(batch).add(keys_.page_prefix()).view(hard ? "hard" : "soft");
-      auto r = c.eval(detail::redis_invalidate_script(), 3, a);
+  detail::redis_args bump_args(std::string const& name, bool hard, std::uint64_t start, std::chrono::seconds ttl) const {
+    auto a = detail::redis_connection::script_args();
+    a.add(keys_.counter(name)).add(keys_.index(name)).add(keys_.floor(name)).add(start);
+    a.add(static_cast<long long>(ttl.count())).add(client_->options().drain_batch).add(keys_.page_prefix()).view(hard ? "hard" : "soft");
+    return a;
+  }
+
+  auto bump_reply() const {
+    return [batch = client_->options().drain_batch](redisReply const* r) {
       bump_result out;
       if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[1]->type != REDIS_REPLY_INTEGER ||
           r->element[2]->type != REDIS_REPLY_INTEGER || (out.value = parse_counter(r->element[0])) == 0)
-        throw detail::redis_error("redis invalidate (EVALSHA)", c.context(), r.get());
+        throw detail::redis_reply_error(detail::redis_invalidate_script().name, r);
       out.drained = {static_cast<std::size_t>(r->element[2]->integer), static_cast<std::size_t>(r->element[1]->integer) >= batch};
       return out;
-    });
+    };
   }
 
-  // A step pops `drain_batch` members and unlinks their pages; a step that
-  // found fewer is the last (members added since belong to fills that
-  // began after the bump, which are valid).
-  drain_step drain(std::string const& name) {
-    auto const batch = client_->options().drain_batch;
-    return client_->run("redis drain (EVALSHA)", [&](detail::redis_connection& c) {
-      auto const r = detail::redis_drain_step(c, keys_, name, batch, true);
-      return drain_step{r.pages_removed, r.popped >= batch};
-    });
+  detail::redis_args drain_args(std::string const& name) const {
+    return detail::redis_drain_args(keys_, name, client_->options().drain_batch, true, false);
+  }
+  auto drain_reply() const {
+    return [batch = client_->options().drain_batch](redisReply const* r) {
+      auto const step = detail::redis_drain_reply(r, nullptr);
+      return drain_step{step.pages_removed, step.popped >= batch};
+    };
   }
 
-  bool erase(std::string const& key) {
+  detail::redis_args erase_args(std::string const& key) const {
     detail::redis_args a{"UNLINK"};
     a.add(keys_.page(key));
-    return client_->run("redis erase (UNLINK)", [&](detail::redis_connection& c) {
-      return c.checked("redis erase (UNLINK)", a, REDIS_REPLY_INTEGER)->integer > 0;
-    });
+    return a;
   }
 
-  // Fill locks (SET NX PX, released by a token-checked script), so that of
-  // several processes one refreshes a key while the others wait and re-read.
-  // A process that finds the lock held is noted as waiting (see mark_pass).
-  std::optional<std::string> try_fill_lock(std::string const& key, std::chrono::milliseconds ttl) {
-    auto token = fmt::format("{:016x}", detail::fresh_generation());
+  detail::redis_args lock_args(std::string const& key, std::string const& token, std::chrono::milliseconds ttl) const {
     auto a = detail::redis_connection::script_args();
-    a.add(keys_.lock(key)).add(keys_.waiters(key)).view(token).add(std::max<std::int64_t>(1, ttl.count()));
-    return client_->run("redis fill lock (EVALSHA)", [&](detail::redis_connection& c) -> std::optional<std::string> {
-      auto r = c.eval(detail::redis_lock_script(), 2, a);
-      if (r->type != REDIS_REPLY_INTEGER) throw detail::redis_error("redis fill lock (EVALSHA)", c.context(), r.get());
+    a.add(keys_.lock(key)).add(keys_.waiters(key)).add(token).add(std::max<std::int64_t>(1, ttl.count()));
+    return a;
+  }
+  static auto lock_reply(std::string token) {
+    return [token = std::move(token)](redisReply const* r) -> std::optional<std::string> {
+      if (r->type != REDIS_REPLY_INTEGER) throw detail::redis_reply_error(detail::redis_lock_script().name, r);
       if (r->integer == 0) return std::nullopt;
       return token;
-    });
+    };
   }
-  void release_fill_lock(std::string const& key, std::string const& token) {
+  detail::redis_args unlock_args(std::string const& key, std::string const& token) const {
     auto a = detail::redis_connection::script_args();
-    a.add(keys_.lock(key)).view(token);
-    client_->run("redis fill unlock (EVALSHA)", [&](detail::redis_connection& c) {
-      auto r = c.eval(detail::redis_unlock_script(), 1, a);
-      if (r->type != REDIS_REPLY_INTEGER) throw detail::redis_error("redis fill unlock (EVALSHA)", c.context(), r.get());
-      return r->integer == 1;
-    });
+    a.add(keys_.lock(key)).add(token);
+    return a;
   }
-
-  // Only when another process waited for this fill: a response nobody
-  // waits for leaves nothing in Redis.
-  void mark_pass(std::string const& key, std::chrono::milliseconds ttl) {
+  detail::redis_args pass_args(std::string const& key, std::chrono::milliseconds ttl) const {
     auto a = detail::redis_connection::script_args();
     a.add(keys_.pass(key)).add(keys_.waiters(key)).add(std::max<std::int64_t>(1, ttl.count()));
-    client_->run("redis pass marker (EVALSHA)", [&](detail::redis_connection& c) {
-      auto r = c.eval(detail::redis_pass_script(), 2, a);
-      if (r->type != REDIS_REPLY_INTEGER) throw detail::redis_error("redis pass marker (EVALSHA)", c.context(), r.get());
-      return r->integer == 1;
-    });
+    return a;
   }
 
-  std::shared_ptr<detail::redis_client> const& client() const { return client_; }
-  detail::redis_keys const& keys() const { return keys_; }
-
-private:
-  // MGET [page pass] counter... floor... for `names`.
-  detail::redis_reply_ptr mget(char const* what, std::optional<std::string_view> key, std::span<std::string_view const> names) {
-    detail::redis_args a{"MGET"};
-    if (key) a.add(keys_.page(*key)).add(keys_.pass(*key));
-    for (auto const n : names) a.add(keys_.counter(n));
-    for (auto const n : names) a.add(keys_.floor(n));
-    std::size_t const expected = (key ? 2 : 0) + 2 * names.size();
-    return client_->run(what, [&](detail::redis_connection& c) {
-      auto r = c.checked(what, a, REDIS_REPLY_ARRAY);
-      if (r->elements != expected) throw detail::redis_error(what, c.context(), r.get());
-      return r;
-    });
+  static bool integer_is_one(redisReply const* r) {
+    if (r->type != REDIS_REPLY_INTEGER) throw detail::redis_reply_error("redis script", r);
+    return r->integer == 1;
+  }
+  static bool integer_positive(redisReply const* r) {
+    if (r->type != REDIS_REPLY_INTEGER) throw detail::redis_reply_error(erase_what, r);
+    return r->integer > 0;
   }
 
   // n counters from `first`, their floors after them. A missing floor is
@@ -221,13 +248,18 @@ private:
     return out;
   }
 
-  // The counters of the entry's tags, in its order: from those read with
-  // the page when named, the others in one more trip.
-  void append_entry_counters(stored_read& out, std::span<std::string_view const> names) {
+  // The tags the entry recorded that `names` does not hold.
+  static std::vector<std::string_view> unnamed_tags(stored_read const& out, std::span<std::string_view const> names) {
     std::vector<std::string_view> unnamed;
     for (auto const& t : out.entry->tags)
       if (std::find(names.begin(), names.end(), t.name) == names.end()) unnamed.emplace_back(t.name);
-    auto const extra = read_counters(unnamed);
+    return unnamed;
+  }
+
+  // The counters of the entry's tags, in its order: from those read with
+  // the page when named, the others from `extra` (unnamed_tags' order).
+  static void append_entry_counters(stored_read& out, std::span<std::string_view const> names,
+                                    std::vector<counter_reading> const& extra) {
     std::size_t next = 0;
     for (auto const& t : out.entry->tags) {
       auto it = std::find(names.begin(), names.end(), t.name);
@@ -245,6 +277,103 @@ private:
     return ec == std::errc{} && end == s.data() + s.size() ? v : 0;
   }
 
+public:
+
+  // MGET page, then each name's counter and floor: one trip; a second one
+  // only for tags the entry recorded that `names` does not hold.
+  stored_read read(std::string const& key, std::span<std::string_view const> names) {
+    auto out = command(read_what, mget_args(key, names), [&](redisReply const* r) { return read_reply(r, names.size()); });
+    if (!out.entry) return out;
+    auto const unnamed = unnamed_tags(out, names);
+    append_entry_counters(out, names, read_counters(unnamed));
+    return out;
+  }
+  boost::asio::awaitable<stored_read> async_read(std::string const& key, std::span<std::string_view const> names) {
+    auto out = co_await async_command(read_what, mget_args(key, names), [&](redisReply const* r) { return read_reply(r, names.size()); });
+    if (!out.entry) co_return out;
+    auto const unnamed = unnamed_tags(out, names);
+    auto const extra = co_await async_read_counters(unnamed);
+    append_entry_counters(out, names, extra);
+    co_return out;
+  }
+
+  std::vector<counter_reading> read_counters(std::span<std::string_view const> names) {
+    if (names.empty()) return {};
+    return command(counters_what, mget_args(std::nullopt, names), counters_reply(names.size()));
+  }
+  boost::asio::awaitable<std::vector<counter_reading>> async_read_counters(std::span<std::string_view const> names) {
+    if (names.empty()) co_return std::vector<counter_reading>{};
+    co_return co_await async_command(counters_what, mget_args(std::nullopt, names), counters_reply(names.size()));
+  }
+
+  bool write_if(std::string const& key, std::shared_ptr<cached_response const> entry, std::span<write_condition const> conditions) {
+    std::size_t numkeys = 0;
+    auto a = write_if_args(key, *entry, conditions, numkeys);
+    if (!a) return true; // expired already: nothing to keep, nothing refused
+    return eval(detail::redis_write_if_script(), numkeys, std::move(*a), integer_is_one);
+  }
+  boost::asio::awaitable<bool> async_write_if(std::string const& key, std::shared_ptr<cached_response const> entry,
+                                              std::span<write_condition const> conditions) {
+    std::size_t numkeys = 0;
+    auto a = write_if_args(key, *entry, conditions, numkeys);
+    if (!a) co_return true;
+    co_return co_await async_eval(detail::redis_write_if_script(), numkeys, std::move(*a), integer_is_one);
+  }
+
+  // One script: the bump and, when hard, the first drain step.
+  bump_result bump(std::string const& name, bool hard, std::uint64_t start, std::chrono::seconds ttl) {
+    return eval(detail::redis_invalidate_script(), 3, bump_args(name, hard, start, ttl), bump_reply());
+  }
+  boost::asio::awaitable<bump_result> async_bump(std::string const& name, bool hard, std::uint64_t start, std::chrono::seconds ttl) {
+    co_return co_await async_eval(detail::redis_invalidate_script(), 3, bump_args(name, hard, start, ttl), bump_reply());
+  }
+
+  // A step pops `drain_batch` members and unlinks their pages; a step that
+  // found fewer is the last (members added since belong to fills that
+  // began after the bump, which are valid).
+  drain_step drain(std::string const& name) {
+    return eval(detail::redis_drain_script(), 1, drain_args(name), drain_reply());
+  }
+  boost::asio::awaitable<drain_step> async_drain(std::string const& name) {
+    co_return co_await async_eval(detail::redis_drain_script(), 1, drain_args(name), drain_reply());
+  }
+
+  bool erase(std::string const& key) { return command(erase_what, erase_args(key), integer_positive); }
+  boost::asio::awaitable<bool> async_erase(std::string const& key) {
+    co_return co_await async_command(erase_what, erase_args(key), integer_positive);
+  }
+
+  // Fill locks (SET NX PX, released by a token-checked script), so that of
+  // several processes one refreshes a key while the others wait and re-read.
+  // A process that finds the lock held is noted as waiting (see mark_pass).
+  std::optional<std::string> try_fill_lock(std::string const& key, std::chrono::milliseconds ttl) {
+    auto token = fmt::format("{:016x}", detail::fresh_generation());
+    return eval(detail::redis_lock_script(), 2, lock_args(key, token, ttl), lock_reply(token));
+  }
+  boost::asio::awaitable<std::optional<std::string>> async_try_fill_lock(std::string const& key, std::chrono::milliseconds ttl) {
+    auto token = fmt::format("{:016x}", detail::fresh_generation());
+    co_return co_await async_eval(detail::redis_lock_script(), 2, lock_args(key, token, ttl), lock_reply(token));
+  }
+  void release_fill_lock(std::string const& key, std::string const& token) {
+    eval(detail::redis_unlock_script(), 1, unlock_args(key, token), integer_is_one);
+  }
+  boost::asio::awaitable<void> async_release_fill_lock(std::string const& key, std::string const& token) {
+    co_await async_eval(detail::redis_unlock_script(), 1, unlock_args(key, token), integer_is_one);
+  }
+
+  // Only when another process waited for this fill: a response nobody
+  // waits for leaves nothing in Redis.
+  void mark_pass(std::string const& key, std::chrono::milliseconds ttl) {
+    eval(detail::redis_pass_script(), 2, pass_args(key, ttl), integer_is_one);
+  }
+  boost::asio::awaitable<void> async_mark_pass(std::string const& key, std::chrono::milliseconds ttl) {
+    co_await async_eval(detail::redis_pass_script(), 2, pass_args(key, ttl), integer_is_one);
+  }
+
+  std::shared_ptr<detail::redis_client> const& client() const { return client_; }
+  detail::redis_keys const& keys() const { return keys_; }
+
+private:
   std::shared_ptr<detail::redis_client> client_;
   detail::redis_keys keys_;
 };

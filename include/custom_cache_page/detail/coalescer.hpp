@@ -6,8 +6,20 @@
 // passed the backend's version check after any invalidation that ended
 // before the lookup (a response handed over directly could predate an
 // invalidation that finished while the waiter was joining).
+//
+// Waiters of the synchronous front end block on a condition variable; those
+// of the awaitable one suspend on a channel of their own, which finish()
+// (on any thread) or the waiter's timer fills: nobody blocks a thread.
 #pragma once
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -16,6 +28,7 @@
 #include <string>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace custom_cache_page::detail {
 
@@ -31,14 +44,41 @@ public:
       return done_ && stored_;
     }
 
+    // The same, suspending the calling coroutine. Its cancellation ends
+    // the wait at once (false; the caller then sees the cancellation).
+    boost::asio::awaitable<bool> async_wait_stored(std::chrono::milliseconds timeout) {
+      auto const ex = co_await boost::asio::this_coro::executor;
+      auto wake = std::make_shared<wake_channel>(ex, 1);
+      {
+        std::lock_guard lock(mutex_);
+        if (done_) co_return stored_;
+        wakers_.push_back(wake);
+      }
+      boost::asio::steady_timer timer(ex, timeout);
+      timer.async_wait([wake](boost::system::error_code ec) {
+        if (!ec) wake->try_send(ec);
+      });
+      co_await wake->async_receive(boost::asio::as_tuple(boost::asio::use_awaitable));
+      timer.cancel();
+      std::lock_guard lock(mutex_);
+      std::erase(wakers_, wake);
+      co_return done_ && stored_;
+    }
+
   private:
+    using wake_channel = boost::asio::experimental::concurrent_channel<void(boost::system::error_code)>;
     friend class coalescer;
+    // The channels are woken, and let go, under the mutex: a waiter that
+    // has woken takes it before its channel (and then its io_context) may
+    // go, so the last reference to a channel is always its waiter's.
     void finish(bool stored) {
       {
         std::lock_guard lock(mutex_);
         if (done_) return;
         done_ = true;
         stored_ = stored;
+        for (auto const& w : wakers_) w->try_send(boost::system::error_code{});
+        wakers_.clear();
       }
       done_cv_.notify_all();
     }
@@ -46,6 +86,7 @@ public:
     std::condition_variable done_cv_;
     bool done_ = false;
     bool stored_ = false;
+    std::vector<std::shared_ptr<wake_channel>> wakers_;
   };
 
   // The leader's hold on a key. finish() (or destruction: a handler that

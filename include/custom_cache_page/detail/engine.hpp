@@ -66,6 +66,9 @@ enum class step : std::uint8_t {
   rethrow,           // the handler's exception goes to the caller
 };
 
+// The steps that end a request's actions.
+constexpr bool is_answer(step s) { return s == step::answer_entry || s == step::answer_response || s == step::rethrow; }
+
 enum class answer_kind : std::uint8_t { hit, stale, filled };
 enum class lock_outcome : std::uint8_t { held, elsewhere, failed };
 enum class store_outcome : std::uint8_t { stored, refused, too_large, failed, not_kept };
@@ -80,6 +83,10 @@ struct action {
   answer_kind kind = answer_kind::hit;            // answer_entry
   bool flight_stored = false;                     // answers: what the flight's followers learn
   std::shared_ptr<cached_response> building;      // store: the new entry, its body still to move in
+  // answer_entry: answer now, then call detached() and go on performing
+  // actions in the background, answering nobody (a stale-while-revalidate
+  // refresh by a front end that can run one).
+  bool background = false;
 };
 
 class engine {
@@ -91,7 +98,10 @@ public:
   static constexpr std::chrono::seconds guard_ttl{std::chrono::hours(24)};
   static std::string guard_name(std::string const& key) { return "~target:" + key; }
 
-  engine(cache_options const& options, custom_cache_page::stats& stats) : o_(options), stats_(stats) {}
+  // `background_refresh`: the front end can answer a stale entry at once
+  // and refresh it in the background (see action::background).
+  engine(cache_options const& options, custom_cache_page::stats& stats, bool background_refresh = false)
+      : o_(options), stats_(stats), background_(background_refresh) {}
 
   // The request arrives; `backend` says whether its backend could be found.
   action start(request_view const& view, backend_state backend) {
@@ -156,6 +166,17 @@ public:
       return {step::wait_flight, false, o_.coalesce_wait};
     }
     leading_ = true;
+    if (phase_ == phase::revalidating && background_) {
+      auto a = stale_answer("; detail=revalidating");
+      a.background = true;
+      return a;
+    }
+    return {step::lock};
+  }
+
+  // The stale entry has been answered; the refresh goes on.
+  action detached() {
+    detached_ = true;
     return {step::lock};
   }
 
@@ -332,7 +353,7 @@ private:
   }
 
   action stale_answer(std::string_view params) {
-    stats_.stale();
+    if (!detached_) stats_.stale(); // a refresh in the background answers nobody
     params_ = params;
     return {step::answer_entry, false, {}, found_.entry, answer_kind::stale};
   }
@@ -441,6 +462,8 @@ private:
   bool leading_ = false;
   bool pass_marked_ = false;
   bool snapshot_ok_ = true;
+  bool background_ = false;
+  bool detached_ = false;
 };
 
 } // namespace custom_cache_page::detail

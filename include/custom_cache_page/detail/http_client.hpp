@@ -1,9 +1,11 @@
-// A small synchronous HTTP/1.1 client for purge requests (CDN APIs,
-// Varnish): one connection per request, a timeout on every step, https with
-// SNI and the peer verified against the system's trusted roots, and one
-// retry on a connection failure, a 5xx, or a 429 (after its Retry-After,
-// capped). Purges are rare and idempotent, so neither pooling nor the
-// retry needs more care than that.
+// A small HTTP/1.1 client for purge requests (CDN APIs, Varnish), written
+// once as a coroutine on the caller's executor (async_send) and run on a
+// private io_context for callers that want to block (send): one connection
+// per request, a timeout on every step and a deadline on the whole purge,
+// https with SNI and the peer verified against the system's trusted roots,
+// and one retry on a connection failure, a 5xx, or a 429 (after its
+// Retry-After, capped). Purges are rare and idempotent, so neither pooling
+// nor the retry needs more care than that.
 //
 // Errors say what failed (method, host, port, path, status, the start of
 // the body); request headers never appear in them, and `secret` (the API
@@ -12,8 +14,12 @@
 
 #include <custom_cache_page/error.hpp>
 
+#include <custom_cache_page/detail/run_blocking.hpp>
+
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -30,7 +36,6 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 
 namespace custom_cache_page::detail {
@@ -78,6 +83,7 @@ inline http_endpoint parse_http_endpoint(std::string_view url, std::string_view 
 struct http_client_options {
   std::chrono::milliseconds timeout{5000}; // each of resolve, connect, handshake, write, read
   std::chrono::milliseconds max_retry_wait{5000}; // cap on a 429's Retry-After
+  std::chrono::milliseconds deadline{15000};      // the whole purge, retry included
   std::string secret;                             // blanked from error messages
 };
 
@@ -138,29 +144,36 @@ public:
   // Sends `req` (Host, Content-Length and Connection set here) and returns
   // the answer, whatever its status. Retries once after a transport
   // failure, a 5xx or a 429; throws http_transport_error when the last
-  // attempt could not complete.
-  response send(request req) const {
+  // attempt could not complete or the deadline passed first.
+  boost::asio::awaitable<response> async_send(request req) const {
     namespace http = boost::beast::http;
     req.version(11);
     req.set(http::field::host, endpoint_.host_field());
     req.keep_alive(false);
     req.prepare_payload();
+    auto const deadline = clock::now() + options_.deadline;
     for (int attempt = 0;; ++attempt) {
       bool const last = attempt == 1;
+      std::optional<response> res;
       try {
-        response res = exchange(req);
-        auto const status = res.result_int();
-        if (last || (status < 500 && status != 429)) return res;
-        if (status == 429) {
-          auto wait = parse_retry_after(std::string_view(res[http::field::retry_after]))
-                          .value_or(std::chrono::seconds(1));
-          std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(wait, options_.max_retry_wait));
-        }
+        res = co_await exchange(req, deadline);
       } catch (http_transport_error const&) {
         if (last) throw;
       }
+      if (!res) continue;
+      auto const status = res->result_int();
+      if (last || (status < 500 && status != 429)) co_return std::move(*res);
+      if (status == 429) {
+        auto wait = parse_retry_after(std::string_view((*res)[http::field::retry_after])).value_or(std::chrono::seconds(1));
+        boost::asio::steady_timer pause(co_await boost::asio::this_coro::executor,
+                                        std::min<clock::time_point>(deadline, clock::now() + std::min<std::chrono::milliseconds>(wait, options_.max_retry_wait)));
+        co_await pause.async_wait(boost::asio::use_awaitable);
+      }
     }
   }
+
+  // The same, blocking the calling thread (and no other) until it is done.
+  response send(request req) const { return run_blocking(async_send(std::move(req))); }
 
   std::string redact(std::string text) const {
     if (options_.secret.empty()) return text;
@@ -171,88 +184,64 @@ public:
 
 private:
   using tcp = boost::asio::ip::tcp;
-
-  // Runs the asynchronous operation `start` to completion on `ioc` and
-  // returns its error: a synchronous call that still honours the stream's
-  // expiry (Beast's timeouts apply to asynchronous operations only).
-  template <class Start>
-  static boost::system::error_code run(boost::asio::io_context& ioc, Start&& start) {
-    boost::system::error_code result = boost::asio::error::would_block;
-    start([&](boost::system::error_code ec, auto&&...) { result = ec; });
-    ioc.restart();
-    ioc.run();
-    return result;
-  }
+  using clock = std::chrono::steady_clock;
+  static constexpr auto no_throw = boost::asio::as_tuple(boost::asio::use_awaitable);
 
   [[noreturn]] void fail(request const& req, std::string_view step, boost::system::error_code ec) const {
     std::string why = ec == boost::beast::error::timeout || ec == boost::asio::error::operation_aborted
-                          ? "timed out after " + std::to_string(options_.timeout.count()) + "ms"
+                          ? "timed out (" + std::to_string(options_.timeout.count()) + "ms a step, " +
+                                std::to_string(options_.deadline.count()) + "ms the whole purge)"
                           : ec.message();
     throw http_transport_error(redact(describe(req) + ": " + std::string(step) + " failed: " + why));
   }
 
-  tcp::resolver::results_type resolve(boost::asio::io_context& ioc, request const& req) const {
-    tcp::resolver resolver(ioc);
-    boost::asio::steady_timer deadline(ioc, options_.timeout);
-    bool expired = false;
-    deadline.async_wait([&](boost::system::error_code ec) {
-      if (!ec) {
-        expired = true;
-        resolver.cancel();
-      }
+  // When a step must be done: its timeout, or the purge's deadline if sooner.
+  clock::time_point step_end(clock::time_point deadline) const {
+    return std::min(deadline, clock::now() + options_.timeout);
+  }
+
+  // Resolving has no expiry of its own: a timer cancels it.
+  boost::asio::awaitable<tcp::resolver::results_type> resolve(request const& req, clock::time_point deadline) const {
+    auto const ex = co_await boost::asio::this_coro::executor;
+    auto resolver = std::make_shared<tcp::resolver>(ex);
+    boost::asio::steady_timer limit(ex, step_end(deadline));
+    limit.async_wait([resolver](boost::system::error_code ec) {
+      if (!ec) resolver->cancel();
     });
-    tcp::resolver::results_type results;
-    auto ec = run(ioc, [&](auto handler) {
-      resolver.async_resolve(endpoint_.host, endpoint_.port,
-                             [&, handler](boost::system::error_code e, tcp::resolver::results_type r) mutable {
-                               deadline.cancel();
-                               results = std::move(r);
-                               handler(e);
-                             });
-    });
-    if (expired) ec = boost::beast::error::timeout;
+    auto [ec, results] = co_await resolver->async_resolve(endpoint_.host, endpoint_.port, no_throw);
+    limit.cancel();
     if (ec) fail(req, "resolving " + endpoint_.host, ec);
-    return results;
+    co_return results;
   }
 
   template <class Stream>
-  response write_and_read(boost::asio::io_context& ioc, Stream& stream, boost::beast::tcp_stream& lowest,
-                          request const& req) const {
+  boost::asio::awaitable<response> write_and_read(Stream& stream, request const& req, clock::time_point deadline) const {
     namespace http = boost::beast::http;
-    lowest.expires_after(options_.timeout);
-    if (auto ec = run(ioc, [&](auto h) { http::async_write(stream, req, std::move(h)); })) fail(req, "sending", ec);
+    auto& lowest = boost::beast::get_lowest_layer(stream);
+    lowest.expires_at(step_end(deadline));
+    if (auto [ec, n] = co_await http::async_write(stream, req, no_throw); ec) fail(req, "sending", ec);
     boost::beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(1 << 20);
-    lowest.expires_after(options_.timeout);
-    if (auto ec = run(ioc, [&](auto h) { http::async_read(stream, buffer, parser, std::move(h)); }))
-      fail(req, "reading the answer", ec);
-    return parser.release();
+    lowest.expires_at(step_end(deadline));
+    if (auto [ec, n] = co_await http::async_read(stream, buffer, parser, no_throw); ec) fail(req, "reading the answer", ec);
+    co_return parser.release();
   }
 
-  response exchange(request const& req) const {
-    boost::asio::io_context ioc;
-    auto const results = resolve(ioc, req);
-    boost::beast::tcp_stream tcp_stream(ioc);
-    auto connect = [&](boost::beast::tcp_stream& s) {
-      s.expires_after(options_.timeout);
-      if (auto ec = run(ioc, [&](auto h) { s.async_connect(results, std::move(h)); }))
-        fail(req, "connecting", ec);
-    };
-    if (!endpoint_.tls) {
-      connect(tcp_stream);
-      return write_and_read(ioc, tcp_stream, tcp_stream, req);
-    }
+  boost::asio::awaitable<response> exchange(request const& req, clock::time_point deadline) const {
+    auto const results = co_await resolve(req, deadline);
+    boost::beast::tcp_stream tcp_stream(co_await boost::asio::this_coro::executor);
+    tcp_stream.expires_at(step_end(deadline));
+    if (auto [ec, at] = co_await tcp_stream.async_connect(results, no_throw); ec) fail(req, "connecting", ec);
+    if (!endpoint_.tls) co_return co_await write_and_read(tcp_stream, req, deadline);
     boost::beast::ssl_stream<boost::beast::tcp_stream> stream(std::move(tcp_stream), *ssl_);
     if (!SSL_set_tlsext_host_name(stream.native_handle(), endpoint_.host.c_str()))
       fail(req, "setting SNI", {static_cast<int>(::ERR_get_error()), boost::asio::error::get_ssl_category()});
     stream.set_verify_callback(boost::asio::ssl::host_name_verification(endpoint_.host));
-    auto& lowest = boost::beast::get_lowest_layer(stream);
-    connect(lowest);
-    lowest.expires_after(options_.timeout);
-    if (auto ec = run(ioc, [&](auto h) { stream.async_handshake(boost::asio::ssl::stream_base::client, std::move(h)); }))
+    boost::beast::get_lowest_layer(stream).expires_at(step_end(deadline));
+    if (auto [ec] = co_await stream.async_handshake(boost::asio::ssl::stream_base::client, no_throw); ec)
       fail(req, "TLS handshake", ec);
-    return write_and_read(ioc, stream, lowest, req);
+    co_return co_await write_and_read(stream, req, deadline);
   }
 
   http_endpoint endpoint_;

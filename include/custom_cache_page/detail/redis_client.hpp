@@ -208,38 +208,56 @@ public:
   redis_client(redis_client const&) = delete;
   redis_client& operator=(redis_client const&) = delete;
 
+  // One call to the store through the circuit breaker: refused at once
+  // (cache_error store_unavailable) while it is open; its outcome is
+  // recorded when it ends, a failure unless succeeded() was called.
+  class attempt {
+  public:
+    attempt(redis_client& client, std::string_view what) : client_(client) {
+      std::chrono::milliseconds retry_in{0};
+      if (client.breaker_.admit(retry_in)) return;
+      client.counters_.rejected.fetch_add(1, std::memory_order_relaxed);
+      admitted_ = false;
+      throw cache_error(error::store_unavailable,
+                        fmt::format("{}: redis circuit breaker open after {} consecutive failures; next attempt in {} ms",
+                                    what, client.options_.breaker_threshold, retry_in.count()));
+    }
+    attempt(attempt const&) = delete;
+    attempt& operator=(attempt const&) = delete;
+    ~attempt() {
+      if (!admitted_) return;
+      if (!ok_) client_.counters_.failures.fetch_add(1, std::memory_order_relaxed);
+      client_.breaker_.record(ok_);
+    }
+    void succeeded(bool store_ok = true) { ok_ = store_ok; }
+
+  private:
+    redis_client& client_;
+    bool admitted_ = true;
+    bool ok_ = false;
+  };
+
   // Runs `f(redis_connection&)` on a pooled connection through the circuit
   // breaker. Failures of the store (connect, I/O, timeout, a server that
   // cannot serve) count towards opening the breaker; other errors (an error
   // reply about one key) do not, since the store answered.
   template <class F>
   std::invoke_result_t<F&, redis_connection&> run(std::string_view what, F&& f) {
-    std::chrono::milliseconds retry_in{0};
-    if (!breaker_.admit(retry_in)) {
-      counters_.rejected.fetch_add(1, std::memory_order_relaxed);
-      throw cache_error(error::store_unavailable,
-                        fmt::format("{}: redis circuit breaker open after {} consecutive failures; next attempt in {} ms",
-                                    what, options_.breaker_threshold, retry_in.count()));
-    }
-    bool store_ok = false;
-    struct recorder {
-      redis_client& self;
-      bool& ok;
-      ~recorder() {
-        if (!ok) self.counters_.failures.fetch_add(1, std::memory_order_relaxed);
-        self.breaker_.record(ok);
-      }
-    } record{*this, store_ok};
+    attempt a(*this, what);
     auto c = pool_.acquire();
     try {
       auto result = f(*c);
-      store_ok = true;
+      a.succeeded();
       return result;
     } catch (...) {
-      store_ok = !c->broken();
+      a.succeeded(!c->broken());
       throw;
     }
   }
+
+  // Tells this client's non-blocking connections (one per io_context,
+  // detail/redis_async_connection.hpp) apart from other clients'.
+  std::uint64_t id() const { return id_; }
 
   redis_options const& options() const { return options_; }
   redis_counters& counters() { return counters_; }
@@ -259,7 +277,13 @@ public:
   }
 
 private:
+  static std::uint64_t next_id() {
+    static std::atomic<std::uint64_t> last{0};
+    return ++last;
+  }
+
   redis_options const options_;
+  std::uint64_t const id_ = next_id();
   redis_counters counters_;
   circuit_breaker breaker_;
   redis_pool pool_; // last: its connections go before the counters they point to

@@ -42,16 +42,24 @@ using redis_context_ptr = std::unique_ptr<redisContext, redis_context_deleter>;
 // The one place where a hiredis failure becomes an exception: a context
 // error (refused, timed out, closed by the server), a missing reply, an
 // error reply, or a reply of a type the caller cannot use.
+// A reply the caller cannot use: missing, an error, or of another type.
+inline cache_error redis_reply_error(std::string_view what, redisReply const* r) {
+  std::string why;
+  if (r == nullptr) why = "no reply";
+  else if (r->type == REDIS_REPLY_ERROR) why.assign(r->str, r->len);
+  else why = fmt::format("unexpected reply of type {}", r->type);
+  return cache_error(error::store_unavailable, fmt::format("{}: {}", what, why));
+}
+
 inline cache_error redis_error(std::string_view what, redisContext const* c, redisReply const* r = nullptr) {
+  if (c != nullptr && c->err == 0) return redis_reply_error(what, r);
   std::string why;
   if (c == nullptr) why = "cannot allocate a hiredis context";
-  else if (c->err != 0) {
+  else {
     why = c->errstr;
     // hiredis reports SO_RCVTIMEO/SO_SNDTIMEO expiring as EAGAIN.
     if (c->err == REDIS_ERR_IO && why == std::strerror(EAGAIN)) why += " (timed out)";
-  } else if (r == nullptr) why = "no reply";
-  else if (r->type == REDIS_REPLY_ERROR) why.assign(r->str, r->len);
-  else why = fmt::format("unexpected reply of type {}", r->type);
+  }
   return cache_error(error::store_unavailable, fmt::format("{}: {}", what, why));
 }
 
@@ -204,6 +212,13 @@ public:
     redis_reply_ptr reply(static_cast<redisReply*>(raw));
     if (!reply) throw redis_error(what, ctx_.get());
     note(reply.get());
+    return reply;
+  }
+
+  // As call(), and an error reply throws.
+  redis_reply_ptr command(std::string_view what, redis_args const& a) {
+    auto reply = call(what, a);
+    if (reply->type == REDIS_REPLY_ERROR) throw redis_error(what, ctx_.get(), reply.get());
     return reply;
   }
 

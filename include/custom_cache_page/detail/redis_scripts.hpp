@@ -239,20 +239,29 @@ struct redis_drain_result {
   std::size_t pages_removed = 0;
 };
 
-// One drain step (redis_drain_script).
-inline redis_drain_result redis_drain_step(redis_connection& c, redis_keys const& keys, std::string_view tag,
-                                           std::size_t batch, bool unlink_pages,
-                                           std::vector<std::string>* live_members = nullptr) {
+// One drain step (redis_drain_script): its arguments, and its reply read.
+inline redis_args redis_drain_args(redis_keys const& keys, std::string_view tag, std::size_t batch, bool unlink_pages,
+                                   bool want_live) {
   auto a = redis_connection::script_args();
   a.add(keys.index(tag)).add(batch).add(unlink_pages ? keys.page_prefix() : std::string());
-  a.view(live_members != nullptr ? "1" : "0");
-  auto reply = c.eval(redis_drain_script(), 1, a);
+  a.view(want_live ? "1" : "0");
+  return a;
+}
+
+inline redis_drain_result redis_drain_reply(redisReply const* reply, std::vector<std::string>* live_members) {
   if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 || reply->element[0]->type != REDIS_REPLY_INTEGER ||
       reply->element[1]->type != REDIS_REPLY_INTEGER)
-    throw redis_error("redis drain (EVALSHA)", c.context(), reply.get());
+    throw redis_reply_error(redis_drain_script().name, reply);
   if (live_members != nullptr)
     for (std::size_t i = 2; i < reply->elements; ++i) live_members->emplace_back(reply_string(reply->element[i]));
   return {static_cast<std::size_t>(reply->element[0]->integer), static_cast<std::size_t>(reply->element[1]->integer)};
+}
+
+inline redis_drain_result redis_drain_step(redis_connection& c, redis_keys const& keys, std::string_view tag,
+                                           std::size_t batch, bool unlink_pages,
+                                           std::vector<std::string>* live_members = nullptr) {
+  auto a = redis_drain_args(keys, tag, batch, unlink_pages, live_members != nullptr);
+  return redis_drain_reply(c.eval(redis_drain_script(), 1, a).get(), live_members);
 }
 
 // Empties `tag`'s index in steps of `batch`, each a short script, so other

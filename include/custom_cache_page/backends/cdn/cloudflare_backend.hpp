@@ -37,8 +37,9 @@ struct cloudflare_backend_options {
   std::string zone_id;
   std::string api_token; // sent as a Bearer token; never logged nor put in errors
   std::string api_base = "https://api.cloudflare.com";
-  std::chrono::milliseconds timeout{5000};
-  std::chrono::milliseconds max_retry_wait{5000};
+  std::chrono::milliseconds timeout{5000};        // each step of a purge request
+  std::chrono::milliseconds max_retry_wait{5000}; // cap on a 429's Retry-After
+  std::chrono::milliseconds deadline{15000};      // the whole purge, retry included
   // Cloudflare's documented maximum of operations (tags) per purge call.
   std::size_t max_tags_per_purge = 100;
 };
@@ -48,7 +49,7 @@ public:
   explicit cloudflare_backend(cloudflare_backend_options options)
       : cdn_header_backend(cloudflare_tag_syntax), options_(std::move(options)),
         client_(detail::parse_http_endpoint(options_.api_base, "cloudflare api"),
-                {options_.timeout, options_.max_retry_wait, options_.api_token}) {
+                {options_.timeout, options_.max_retry_wait, options_.deadline, options_.api_token}) {
     if (options_.zone_id.empty()) throw cache_error(error::bad_configuration, "cloudflare: no zone id");
     if (options_.api_token.empty()) throw cache_error(error::bad_configuration, "cloudflare: no API token");
     if (options_.max_tags_per_purge == 0)
@@ -57,16 +58,26 @@ public:
 
   cloudflare_backend_options const& options() const { return options_; }
 
-  invalidation_result invalidate_tag(std::string const& tag, purge_mode = purge_mode::hard) {
-    std::string const t = provider_tag(tag);
-    if (t.empty()) throw invalidation_error(tag, "cloudflare: the tag is empty once normalised");
-    purge({t}, tag);
-    return result(tag);
+  invalidation_result invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) {
+    return detail::run_blocking(async_invalidate_tag(tag, mode));
+  }
+
+  // The purge on the caller's executor: no thread waits on Cloudflare.
+  boost::asio::awaitable<invalidation_result> async_invalidate_tag(std::string tag, purge_mode = purge_mode::hard) {
+    std::vector<std::string> one(1, provider_tag(tag));
+    if (one[0].empty()) throw invalidation_error(tag, "cloudflare: the tag is empty once normalised");
+    co_await purge(std::move(one), tag);
+    co_return result(tag);
   }
 
   // Purges `tags` in calls of up to max_tags_per_purge. Throws on the first
   // call that fails (the calls before it are purged).
-  std::vector<invalidation_result> purge_tags(std::vector<std::string> const& tags, purge_mode = purge_mode::hard) {
+  std::vector<invalidation_result> purge_tags(std::vector<std::string> const& tags, purge_mode mode = purge_mode::hard) {
+    return detail::run_blocking(async_purge_tags(tags, mode));
+  }
+
+  boost::asio::awaitable<std::vector<invalidation_result>> async_purge_tags(std::vector<std::string> tags,
+                                                                            purge_mode = purge_mode::hard) {
     std::vector<std::string> all;
     for (auto const& t : tags) {
       std::string p = provider_tag(t);
@@ -77,10 +88,11 @@ public:
       auto const last = std::min(all.size(), first + options_.max_tags_per_purge);
       std::vector<std::string> batch(all.begin() + static_cast<std::ptrdiff_t>(first),
                                      all.begin() + static_cast<std::ptrdiff_t>(last));
-      purge(batch, detail::cdn_batch_name(batch));
+      std::string what = detail::cdn_batch_name(batch);
+      co_await purge(batch, std::move(what));
       for (auto& t : batch) out.push_back(result(std::move(t)));
     }
-    return out;
+    co_return out;
   }
 
 private:
@@ -93,7 +105,7 @@ private:
 
   // One purge_cache call; throws invalidation_error (for `what`) unless
   // Cloudflare answered 2xx with "success": true.
-  void purge(std::vector<std::string> const& tags, std::string const& what) const {
+  boost::asio::awaitable<void> purge(std::vector<std::string> tags, std::string what) const {
     namespace http = boost::beast::http;
     boost::json::array list;
     for (auto const& t : tags) list.emplace_back(t);
@@ -109,7 +121,7 @@ private:
 
     detail::http_client::response res;
     try {
-      res = client_.send(req);
+      res = co_await client_.async_send(req);
     } catch (detail::http_transport_error const& e) {
       throw invalidation_error(what, std::string("cloudflare: ") + e.what());
     }
@@ -117,7 +129,7 @@ private:
     auto body = boost::json::parse(res.body(), ec);
     auto const* o = ec ? nullptr : body.if_object();
     auto const* success = o ? o->if_contains("success") : nullptr;
-    if (res.result_int() / 100 == 2 && success && success->is_bool() && success->get_bool()) return;
+    if (res.result_int() / 100 == 2 && success && success->is_bool() && success->get_bool()) co_return;
 
     std::string why = "cloudflare: " + client_.describe(req) + " answered " + std::to_string(res.result_int());
     // Cloudflare's errors: {"success": false, "errors": [{"code": 1234, "message": "..."}]}.

@@ -36,8 +36,9 @@ struct fastly_backend_options {
   std::string api_token; // sent as Fastly-Key; never logged nor put in errors
   std::string api_base = "https://api.fastly.com";
   bool soft_purge = false;
-  std::chrono::milliseconds timeout{5000};
-  std::chrono::milliseconds max_retry_wait{5000};
+  std::chrono::milliseconds timeout{5000};        // each step of a purge request
+  std::chrono::milliseconds max_retry_wait{5000}; // cap on a 429's Retry-After
+  std::chrono::milliseconds deadline{15000};      // the whole purge, retry included
 };
 
 class fastly_backend : public cdn_header_backend {
@@ -48,7 +49,7 @@ public:
   explicit fastly_backend(fastly_backend_options options)
       : cdn_header_backend(fastly_tag_syntax), options_(std::move(options)),
         client_(detail::parse_http_endpoint(options_.api_base, "fastly api"),
-                {options_.timeout, options_.max_retry_wait, options_.api_token}) {
+                {options_.timeout, options_.max_retry_wait, options_.deadline, options_.api_token}) {
     if (options_.service_id.empty()) throw cache_error(error::bad_configuration, "fastly: no service id");
     if (options_.api_token.empty()) throw cache_error(error::bad_configuration, "fastly: no API token");
   }
@@ -56,20 +57,30 @@ public:
   fastly_backend_options const& options() const { return options_; }
 
   invalidation_result invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) {
+    return detail::run_blocking(async_invalidate_tag(tag, mode));
+  }
+
+  // The purge on the caller's executor: no thread waits on Fastly.
+  boost::asio::awaitable<invalidation_result> async_invalidate_tag(std::string tag, purge_mode mode = purge_mode::hard) {
     std::string const key = provider_tag(tag);
     if (key.empty()) throw invalidation_error(tag, "fastly: the tag is empty once normalised");
     auto req = request(client_.target("/service/" + encode(options_.service_id) + "/purge/" + encode(key)), mode);
-    check(req, tag, [](boost::json::value const& v) {
+    co_await check(std::move(req), tag, [](boost::json::value const& v) {
       auto const* o = v.if_object();
       auto const* status = o ? o->if_contains("status") : nullptr;
       return status && status->is_string() && status->get_string() == "ok";
     });
-    return result(tag, mode);
+    co_return result(tag, mode);
   }
 
   // Purges `tags` in batches of up to 256 keys, each one call. Throws on the
   // first batch that fails (the batches before it are purged).
   std::vector<invalidation_result> purge_tags(std::vector<std::string> const& tags, purge_mode mode = purge_mode::hard) {
+    return detail::run_blocking(async_purge_tags(tags, mode));
+  }
+
+  boost::asio::awaitable<std::vector<invalidation_result>> async_purge_tags(std::vector<std::string> tags,
+                                                                            purge_mode mode = purge_mode::hard) {
     std::vector<std::string> keys;
     for (auto const& t : tags) {
       std::string k = provider_tag(t);
@@ -85,12 +96,12 @@ public:
         (header += ' ') += keys[last++];
       auto req = request(client_.target("/service/" + encode(options_.service_id) + "/purge"), mode);
       req.set("Surrogate-Key", header);
-      check(req, detail::cdn_batch_name(std::span(keys).subspan(first, last - first)),
-            [](boost::json::value const& v) { return v.is_object(); });
+      co_await check(std::move(req), detail::cdn_batch_name(std::span(keys).subspan(first, last - first)),
+                     [](boost::json::value const& v) { return v.is_object(); });
       for (std::size_t i = first; i < last; ++i) out.push_back(result(keys[i], mode));
       first = last;
     }
-    return out;
+    co_return out;
   }
 
 private:
@@ -115,16 +126,16 @@ private:
   // Sends `req`; throws invalidation_error unless the answer is a 2xx whose
   // JSON body `ok` accepts.
   template <class Ok>
-  void check(detail::http_client::request const& req, std::string const& tag, Ok ok) const {
+  boost::asio::awaitable<void> check(detail::http_client::request req, std::string tag, Ok ok) const {
     detail::http_client::response res;
     try {
-      res = client_.send(req);
+      res = co_await client_.async_send(req);
     } catch (detail::http_transport_error const& e) {
       throw invalidation_error(tag, std::string("fastly: ") + e.what());
     }
     boost::system::error_code ec;
     auto body = boost::json::parse(res.body(), ec);
-    if (res.result_int() / 100 == 2 && !ec && ok(body)) return;
+    if (res.result_int() / 100 == 2 && !ec && ok(body)) co_return;
     std::string why = "fastly: " + client_.describe(req) + " answered " + std::to_string(res.result_int());
     // Fastly's errors: {"msg": "...", "detail": "..."}.
     auto const* o = ec ? nullptr : body.if_object();

@@ -26,7 +26,8 @@ namespace custom_cache_page {
 struct varnish_backend_options {
   std::string host = "127.0.0.1";
   std::uint16_t port = 6081;
-  std::chrono::milliseconds timeout{5000};
+  std::chrono::milliseconds timeout{5000};   // each step of a purge request
+  std::chrono::milliseconds deadline{15000}; // the whole purge, retry included
   bool soft_purge = false; // every purge soft, whatever the mode asked
   // The xkey header value's limit: varnishd refuses a backend response
   // header longer than its http_resp_hdr_len (8k by default).
@@ -37,11 +38,16 @@ class varnish_backend : public cdn_header_backend {
 public:
   explicit varnish_backend(varnish_backend_options options = {})
       : cdn_header_backend(syntax_for(options)), options_(std::move(options)),
-        client_(endpoint_for(options_), {options_.timeout, std::chrono::milliseconds(0), {}}) {}
+        client_(endpoint_for(options_), {options_.timeout, std::chrono::milliseconds(0), options_.deadline, {}}) {}
 
   varnish_backend_options const& options() const { return options_; }
 
   invalidation_result invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) {
+    return detail::run_blocking(async_invalidate_tag(tag, mode));
+  }
+
+  // The purge on the caller's executor: no thread waits on Varnish.
+  boost::asio::awaitable<invalidation_result> async_invalidate_tag(std::string tag, purge_mode mode = purge_mode::hard) {
     namespace http = boost::beast::http;
     std::string const key = provider_tag(tag);
     if (key.empty()) throw invalidation_error(tag, "varnish: the tag is empty once normalised");
@@ -51,7 +57,7 @@ public:
 
     detail::http_client::response res;
     try {
-      res = client_.send(req);
+      res = co_await client_.async_send(req);
     } catch (detail::http_transport_error const& e) {
       throw invalidation_error(tag, std::string("varnish: ") + e.what());
     }
@@ -61,7 +67,7 @@ public:
     invalidation_result r;
     r.tag = tag;
     r.mode = soft ? purge_mode::soft : purge_mode::hard;
-    return r;
+    co_return r;
   }
 
 private:
