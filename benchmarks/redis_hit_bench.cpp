@@ -42,6 +42,17 @@ std::shared_ptr<ccp::redis_backend> backend() {
 
 std::string body_of(std::int64_t size) { return std::string(static_cast<std::size_t>(size), 'x'); }
 
+// A handler answering `size` bytes of HTML.
+auto page_of(std::int64_t size) {
+  return [size](http::request<http::string_body> const& req) {
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.set(http::field::content_type, "text/html");
+    res.body() = body_of(size);
+    res.prepare_payload();
+    return res;
+  };
+}
+
 void cache_page_hit(benchmark::State& state) {
   auto const size = state.range(0);
   auto cached = ccp::cache_page(
@@ -49,13 +60,7 @@ void cache_page_hit(benchmark::State& state) {
        .tags = {ccp::versioned("products"), "catalog"},
        .prefix = fmt::format("size-{}", size),
        .backend = backend()},
-      [size](http::request<http::string_body> const& req) {
-        http::response<http::string_body> res{http::status::ok, req.version()};
-        res.set(http::field::content_type, "text/html");
-        res.body() = body_of(size);
-        res.prepare_payload();
-        return res;
-      });
+      page_of(size));
   http::request<http::string_body> const req{http::verb::get, "/products?category=books&page=1", 11};
   {
     auto warm = cached(http::request<http::string_body>(req));
@@ -79,6 +84,32 @@ void cache_page_hit(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(cache_page_hit)->Arg(1024)->Arg(64 * 1024)->UseRealTime();
+
+// A miss, 1 KiB body, with coalescing (argument 1, the default) and
+// without: each iteration a URL not seen before; the round trips a miss
+// costs are printed as a counter.
+void cache_page_miss(benchmark::State& state) {
+  bool const coalesce = state.range(0) != 0;
+  auto cached = ccp::cache_page({.timeout = 3600s,
+                                 .tags = {ccp::versioned("products"), "catalog"},
+                                 .prefix = fmt::format("miss-{}", coalesce),
+                                 .backend = backend(),
+                                 .coalesce = coalesce},
+                                page_of(1024));
+  {
+    auto warm = cached(http::request<http::string_body>{http::verb::get, "/warm-up", 11});
+    (void)warm;
+  }
+  std::size_t n = 0;
+  auto const trips = backend()->stats().round_trips;
+  for (auto _ : state) {
+    http::message_generator gen = cached(http::request<http::string_body>{http::verb::get, fmt::format("/miss/{}", n++), 11});
+    benchmark::DoNotOptimize(gen);
+  }
+  state.counters["round_trips_per_miss"] =
+      static_cast<double>(backend()->stats().round_trips - trips) / static_cast<double>(state.iterations());
+}
+BENCHMARK(cache_page_miss)->Arg(1)->Arg(0)->Iterations(1000)->UseRealTime();
 
 // The backend alone: the MGET of the page and its counters, and decoding.
 void redis_backend_lookup(benchmark::State& state) {

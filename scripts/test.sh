@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds the dev and asan presets, runs the unit
-# tests in both and the integration tests (real redis-server, varnishd and
-# the demo) once, under asan; the unit tests under tsan; then installs the
-# library and builds an out-of-tree consumer.
+# Installs what is missing; compiles the documentation's blocks, the demo
+# and the benchmarks (dev); runs the unit and integration tests (real
+# redis-server, varnishd and the demo) under asan+ubsan, the unit tests
+# under tsan; then installs the library and builds an out-of-tree consumer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-debian.sh
 
-# dev builds everything but the integration suite, which runs once, in asan.
-echo "=== preset dev: configure, build, test (unit tests, documentation) ==="
-cmake --preset dev -DCUSTOM_CACHE_PAGE_INTEGRATION_TESTS=OFF
-cmake --build --preset dev
-ctest --preset dev
+# dev compiles, warnings as errors, what the sanitizer presets do not: the
+# documentation's code blocks and the benchmarks (and the demo). The unit
+# tests run under asan and tsan, the integration suite once, under asan.
+echo "=== preset dev: configure, build, test (documentation, examples, benchmarks) ==="
+# No debug information here: nothing built in dev is run under a debugger.
+cmake --preset dev -DCUSTOM_CACHE_PAGE_INTEGRATION_TESTS=OFF -DCMAKE_CXX_FLAGS_DEBUG=-g0
+cmake --build --preset dev --target ccp_snippets catalog_server memory_bench redis_hit_bench redis_invalidation_bench
+ctest --preset dev -R '^docs:'
 
 echo "=== preset asan: configure, build, test (unit and integration tests) ==="
 cmake --preset asan -DCUSTOM_CACHE_PAGE_INTEGRATION_TESTS=ON

@@ -1,7 +1,13 @@
 // The demo's data: an in-memory product catalog behind a simulated
 // database. Every query costs 20 ms, as a round trip to a real database
-// would, so that the difference between a hit and a miss is visible.
+// would, so that the difference between a hit and a miss is visible; the
+// wait is an Asio timer, so the thread serves other connections meanwhile.
 #pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
 #include <array>
@@ -15,7 +21,6 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -41,10 +46,12 @@ struct product_page {
 
 class catalog {
 public:
-  static constexpr std::chrono::milliseconds query_latency{20};
   static constexpr std::size_t page_size = 20;
 
-  explicit catalog(int initial_products = 300) {
+  // Each query waits `query_latency` (a database round trip) on an Asio
+  // timer, holding no thread.
+  explicit catalog(std::chrono::milliseconds query_latency = std::chrono::milliseconds(20), int initial_products = 300)
+      : query_latency_(query_latency) {
     for (int id = 1; id <= initial_products; ++id)
       products_.emplace(id, product{id, "Product " + std::to_string(id),
                                     std::string(categories[static_cast<std::size_t>(id - 1) % categories.size()]),
@@ -64,8 +71,8 @@ public:
     return it->second.category;
   }
 
-  std::optional<product> find(int id) const {
-    return query([&]() -> std::optional<product> {
+  boost::asio::awaitable<std::optional<product>> find(int id) const {
+    co_return co_await query([&]() -> std::optional<product> {
       auto it = products_.find(id);
       if (it == products_.end()) return std::nullopt;
       return it->second;
@@ -74,8 +81,8 @@ public:
 
   // Page `page` (from 1) of `category`, in id order; empty past the end or
   // for an unknown category.
-  product_page list(std::string const& category, std::size_t page) const {
-    return query([&] {
+  boost::asio::awaitable<product_page> list(std::string category, std::size_t page) const {
+    co_return co_await query([&] {
       product_page out;
       std::size_t const first = (page - 1) * page_size;
       for (auto const& [id, p] : products_) {
@@ -87,8 +94,8 @@ public:
     });
   }
 
-  std::optional<product> rename(int id, std::string name) {
-    return write([&]() -> std::optional<product> {
+  boost::asio::awaitable<std::optional<product>> rename(int id, std::string name) {
+    co_return co_await write([&]() -> std::optional<product> {
       auto it = products_.find(id);
       if (it == products_.end()) return std::nullopt;
       it->second.name = std::move(name);
@@ -96,8 +103,8 @@ public:
     });
   }
 
-  product create(std::string name, std::string category) {
-    return write([&] {
+  boost::asio::awaitable<product> create(std::string name, std::string category) {
+    co_return co_await write([&] {
       product p{next_id_++, std::move(name), std::move(category), 999};
       products_.emplace(p.id, p);
       return p;
@@ -110,25 +117,31 @@ private:
   // A read sees the data as it was when the query started, however long it
   // then takes: what a cache filled from it must be invalidated against.
   template <class Read>
-  std::invoke_result_t<Read&> query(Read read) const {
+  boost::asio::awaitable<std::invoke_result_t<Read&>> query(Read read) const {
     queries_.fetch_add(1, std::memory_order_relaxed);
     auto snapshot = [&] {
       std::shared_lock lock(mutex_);
       return read();
     }();
-    std::this_thread::sleep_for(query_latency);
-    return snapshot;
+    co_await latency();
+    co_return snapshot;
   }
 
   // A write is visible once it returns, and not before.
   template <class Change>
-  std::invoke_result_t<Change&> write(Change change) {
+  boost::asio::awaitable<std::invoke_result_t<Change&>> write(Change change) {
     queries_.fetch_add(1, std::memory_order_relaxed);
-    std::this_thread::sleep_for(query_latency);
+    co_await latency();
     std::unique_lock lock(mutex_);
-    return change();
+    co_return change();
   }
 
+  boost::asio::awaitable<void> latency() const {
+    boost::asio::steady_timer round_trip(co_await boost::asio::this_coro::executor, query_latency_);
+    co_await round_trip.async_wait(boost::asio::use_awaitable);
+  }
+
+  std::chrono::milliseconds query_latency_;
   mutable std::shared_mutex mutex_;
   std::map<int, product> products_;
   int next_id_ = 1;

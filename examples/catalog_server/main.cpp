@@ -1,8 +1,9 @@
-// catalog_server: the demo of custom_cache_page. A multi-threaded Beast
-// server over a product catalog whose every query takes 20 ms; list and
-// product pages are cached, tagged, and invalidated when the data changes.
+// catalog_server: the demo of custom_cache_page. A Beast server of
+// coroutines over a product catalog whose every query takes 20 ms (--query-ms);
+// list and product pages are cached, tagged, and invalidated when the data
+// changes.
 //
-//   catalog_server [--port N] [--threads N] [--backend URL | --config FILE]
+//   catalog_server [--port N] [--threads N] [--sync] [--query-ms N] [--backend URL | --config FILE]
 //   curl -si 'http://127.0.0.1:8080/products?category=books'   # miss, stored
 //   curl -si 'http://127.0.0.1:8080/products?category=books'   # hit
 //
@@ -31,17 +32,20 @@
 
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
 #include <functional>
+#include <future>
 #include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -158,12 +162,49 @@ std::optional<std::string_view> bad_name(std::string_view name) {
 // ---------------------------------------------------------------------------
 // Routes
 
+// A handler coroutine run to completion on the calling thread: the
+// synchronous form of a handler, whose database waits block that thread.
+template <class Handler>
+struct blocking {
+  Handler handler;
+  template <class... Context>
+    requires std::is_invocable_v<Handler const&, request const&, Context&...>
+  response operator()(request const& req, Context&... ctx) const {
+    asio::io_context ioc;
+    auto answer = asio::co_spawn(ioc, handler(req, ctx...), asio::use_future);
+    // Until the answer, not until ioc runs out of work: a Redis connection
+    // that async_add_tag opened on it keeps a read pending.
+    while (answer.wait_for(std::chrono::seconds(0)) != std::future_status::ready) ioc.run_one();
+    return answer.get();
+  }
+};
+
+// One cached route: the awaitable front end of cache_page, or with --sync
+// the synchronous one (for comparison) over the same handler.
+template <class Handler>
+class cached_route {
+public:
+  cached_route(ccp::cache_options options, Handler handler, bool sync) {
+    if (sync) sync_.emplace(ccp::cache_page(std::move(options), blocking<Handler>{std::move(handler)}));
+    else async_.emplace(ccp::cache_page(std::move(options), std::move(handler)));
+  }
+
+  asio::awaitable<http::message_generator> operator()(request&& req) const {
+    if (sync_) co_return (*sync_)(std::move(req));
+    co_return co_await (*async_)(std::move(req));
+  }
+
+private:
+  std::optional<ccp::cached_handler<Handler>> async_;
+  std::optional<ccp::cached_handler<blocking<Handler>>> sync_;
+};
+
 class routes {
 public:
-  explicit routes(catalog& db)
+  routes(catalog& db, bool sync)
       : db_(db),
-        index_(ccp::cache_page({}, plain_handler([this](request const& req) { return index(req); }))),
-        list_(ccp::cache_page(
+        index_({}, plain_handler([this](request const& req) { return index(req); }), sync),
+        list_(
             {.timeout = 300s,
              .key_func = ccp::generate_cache_key,
              // "products" changes with every product added: a versioned tag,
@@ -173,10 +214,10 @@ public:
              .add_etag = true,
              // A list that is a little old beats an error page.
              .stale_if_error = 3600s},
-            plain_handler([this](request const& req) { return list(req); }))),
+            plain_handler([this](request const& req) { return list(req); }), sync),
         // GET and HEAD are cached; PUT goes through the same wrapper so that
         // a successful one also drops the GET entry of its URL (RFC 9111 §4.4).
-        product_(ccp::cache_page(
+        product_(
             {.timeout = 300s,
              .key_func = ccp::generate_cache_key,
              .tags = {[](ccp::request_view r) -> std::optional<std::string> {
@@ -185,36 +226,48 @@ public:
                return ccp::surrogate_from_model("product", *id);
              }},
              .add_etag = true},
-            filling_handler([this](request const& req, ccp::fill_context& ctx) { return one_product(req, ctx); }))),
-        greeting_(ccp::cache_page({}, plain_handler([this](request const& req) { return greeting(req); }))) {}
+            filling_handler([this](request const& req, ccp::fill_context& ctx) { return one_product(req, ctx); }), sync),
+        greeting_({}, plain_handler([this](request const& req) { return greeting(req); }), sync) {}
 
   routes(routes const&) = delete;
   routes& operator=(routes const&) = delete;
 
-  http::message_generator operator()(request&& req) {
+  asio::awaitable<http::message_generator> operator()(request req) {
     ccp::request_view const view(req);
-    if (!view.valid()) return error(req, http::status::bad_request, "the request target is not a URL");
+    if (!view.valid()) co_return error(req, http::status::bad_request, "the request target is not a URL");
     std::string const path = view.decoded_path();
     auto const method = req.method();
     bool const read = method == http::verb::get || method == http::verb::head;
 
-    if (path == "/") return read ? index_(std::move(req)) : not_allowed(req, "GET, HEAD");
-    if (path == "/products") {
-      if (read) return list_(std::move(req));
-      if (method == http::verb::post) return create(req);
-      return not_allowed(req, "GET, HEAD, POST");
+    // (No co_await inside a conditional expression: GCC 12 miscompiles the temporaries.)
+    if (path == "/") {
+      if (read) co_return co_await index_(std::move(req));
+      co_return not_allowed(req, "GET, HEAD");
     }
-    if (path.starts_with("/products/"))
-      return read || method == http::verb::put ? product_(std::move(req)) : not_allowed(req, "GET, HEAD, PUT");
-    if (path == "/greeting") return read ? greeting_(std::move(req)) : not_allowed(req, "GET, HEAD");
-    if (path == "/metrics") return read ? metrics(req) : not_allowed(req, "GET, HEAD");
-    if (path == "/invalidate") return method == http::verb::post ? invalidate(req) : not_allowed(req, "POST");
-    return error(req, http::status::not_found, "no such route; GET / lists them");
+    if (path == "/products") {
+      if (read) co_return co_await list_(std::move(req));
+      if (method == http::verb::post) co_return co_await create(req);
+      co_return not_allowed(req, "GET, HEAD, POST");
+    }
+    if (path.starts_with("/products/")) {
+      if (read || method == http::verb::put) co_return co_await product_(std::move(req));
+      co_return not_allowed(req, "GET, HEAD, PUT");
+    }
+    if (path == "/greeting") {
+      if (read) co_return co_await greeting_(std::move(req));
+      co_return not_allowed(req, "GET, HEAD");
+    }
+    if (path == "/metrics") co_return read ? metrics(req) : not_allowed(req, "GET, HEAD");
+    if (path == "/invalidate") {
+      if (method == http::verb::post) co_return co_await invalidate(req);
+      co_return not_allowed(req, "POST");
+    }
+    co_return error(req, http::status::not_found, "no such route; GET / lists them");
   }
 
 private:
-  using plain_handler = std::function<response(request const&)>;
-  using filling_handler = std::function<response(request const&, ccp::fill_context&)>;
+  using plain_handler = std::function<asio::awaitable<response>(request const&)>;
+  using filling_handler = std::function<asio::awaitable<response>(request const&, ccp::fill_context&)>;
 
   static response not_allowed(request const& req, std::string_view allow) {
     auto res = error(req, http::status::method_not_allowed, "method not allowed");
@@ -222,7 +275,7 @@ private:
     return res;
   }
 
-  response index(request const& req) const {
+  asio::awaitable<response> index(request const& req) const {
     std::string body =
         "catalog_server: a product catalog whose pages are cached by custom_cache_page\n"
         "\n"
@@ -237,28 +290,28 @@ private:
         "categories:";
     for (auto c : catalog_demo::categories) fmt::format_to(std::back_inserter(body), " {}", c);
     body += '\n';
-    return make_response(req, http::status::ok, "text/plain; charset=utf-8", std::move(body));
+    co_return make_response(req, http::status::ok, "text/plain; charset=utf-8", std::move(body));
   }
 
-  response list(request const& req) const {
+  asio::awaitable<response> list(request const& req) const {
     ccp::request_view const view(req);
     std::string const category = view.query("category");
     // Unknown categories are 404, which is not cached: a client cannot fill
     // the cache with pages and tags for categories that do not exist.
     if (!catalog_demo::is_category(category))
-      return error(req, http::status::not_found,
-                   fmt::format("unknown category; one of: {}", fmt::join(catalog_demo::categories, ", ")));
+      co_return error(req, http::status::not_found,
+                      fmt::format("unknown category; one of: {}", fmt::join(catalog_demo::categories, ", ")));
     std::size_t page = 1;
     if (view.has_query("page")) {
       auto n = parse_number<std::uint32_t>(view.query("page"));
-      if (!n || *n == 0) return error(req, http::status::bad_request, "page must be a positive integer");
+      if (!n || *n == 0) co_return error(req, http::status::bad_request, "page must be a positive integer");
       page = *n;
     }
-    auto const result = db_.list(category, page);
+    auto const result = co_await db_.list(category, page);
     json::array products;
     products.reserve(result.products.size());
     for (auto const& p : result.products) products.emplace_back(product_json(p));
-    return json_response(req, http::status::ok,
+    co_return json_response(req, http::status::ok,
                          json::object{{"category", utf8_text(category)},
                                       {"page", page},
                                       {"per_page", catalog::page_size},
@@ -266,67 +319,69 @@ private:
                                       {"products", std::move(products)}});
   }
 
-  response one_product(request const& req, ccp::fill_context& ctx) {
+  asio::awaitable<response> one_product(request const& req, ccp::fill_context& ctx) {
     auto const id = product_id(ccp::request_view(req).decoded_path());
-    if (!id) return error(req, http::status::not_found, "no such product");
-    if (req.method() == http::verb::put) return rename(req, *id);
+    if (!id) co_return error(req, http::status::not_found, "no such product");
+    if (req.method() == http::verb::put) co_return co_await rename(req, *id);
 
     // The category tag must be added before the product is read: a rename
     // that lands in between then keeps this response out of the cache.
     auto const category = db_.category_of(*id);
-    if (!category) return error(req, http::status::not_found, "no such product");
-    ctx.add_tag("category-" + *category);
-    auto const p = db_.find(*id);
-    if (!p) return error(req, http::status::not_found, "no such product");
-    return json_response(req, http::status::ok, product_json(*p));
+    if (!category) co_return error(req, http::status::not_found, "no such product");
+    co_await ctx.async_add_tag("category-" + *category);
+    auto const p = co_await db_.find(*id);
+    if (!p) co_return error(req, http::status::not_found, "no such product");
+    co_return json_response(req, http::status::ok, product_json(*p));
   }
 
-  response rename(request const& req, int id) {
+  asio::awaitable<response> rename(request const& req, int id) {
     std::string_view const name = trim(req.body());
-    if (auto why = bad_name(name)) return error(req, http::status::bad_request, *why);
-    auto const p = db_.rename(id, std::string(name));
-    if (!p) return error(req, http::status::not_found, "no such product");
+    if (auto why = bad_name(name)) co_return error(req, http::status::bad_request, *why);
+    auto const p = co_await db_.rename(id, std::string(name));
+    if (!p) co_return error(req, http::status::not_found, "no such product");
     // After the write: a page filled from the old data that is stored
     // later still recorded the old tag versions, and is refused.
-    ccp::invalidate_tag(ccp::surrogate_from_model("product", id));
-    ccp::invalidate_tag("category-" + p->category);
-    return json_response(req, http::status::ok, product_json(*p));
+    co_await ccp::async_invalidate_tag(ccp::surrogate_from_model("product", id));
+    co_await ccp::async_invalidate_tag("category-" + p->category);
+    co_return json_response(req, http::status::ok, product_json(*p));
   }
 
-  response create(request const& req) {
+  asio::awaitable<response> create(request const& req) {
     std::string_view const body = req.body();
     auto const comma = body.rfind(','); // the name may contain commas, a category cannot
     if (comma == std::string_view::npos)
-      return error(req, http::status::bad_request, "the body must be \"name,category\"");
+      co_return error(req, http::status::bad_request, "the body must be \"name,category\"");
     std::string_view const name = trim(body.substr(0, comma));
     std::string_view const category = trim(body.substr(comma + 1));
-    if (auto why = bad_name(name)) return error(req, http::status::bad_request, *why);
+    if (auto why = bad_name(name)) co_return error(req, http::status::bad_request, *why);
     if (!catalog_demo::is_category(category))
-      return error(req, http::status::bad_request,
-                   fmt::format("unknown category; one of: {}", fmt::join(catalog_demo::categories, ", ")));
-    auto const p = db_.create(std::string(name), std::string(category));
-    ccp::invalidate_tag("products"); // every list page may have changed
+      co_return error(req, http::status::bad_request,
+                      fmt::format("unknown category; one of: {}", fmt::join(catalog_demo::categories, ", ")));
+    auto const p = co_await db_.create(std::string(name), std::string(category));
+    co_await ccp::async_invalidate_tag("products"); // every list page may have changed
     auto res = json_response(req, http::status::created, product_json(p));
     res.set(http::field::location, fmt::format("/products/{}", p.id));
-    return res;
+    co_return res;
   }
 
   // Real deployments must protect this route (authentication, or a listener
   // that only operators can reach): anyone who can call it can empty the cache.
-  static response invalidate(request const& req) {
+  static asio::awaitable<response> invalidate(request const& req) {
     ccp::request_view const view(req);
     std::string const tag = view.query("tag");
-    if (tag.empty()) return error(req, http::status::bad_request, "missing ?tag=");
+    if (tag.empty()) co_return error(req, http::status::bad_request, "missing ?tag=");
+    std::string failure;
     try {
-      auto const r = ccp::invalidate_tag(tag);
-      return json_response(req, http::status::ok,
-                           json::object{{"tag", utf8_text(r.tag)},
-                                        {"backend", utf8_text(r.backend)},
-                                        {"version", r.version},
-                                        {"entries_removed", r.entries_removed}});
+      auto const r = co_await ccp::async_invalidate_tag(tag);
+      co_return json_response(req, http::status::ok,
+                              json::object{{"tag", utf8_text(r.tag)},
+                                           {"backend", utf8_text(r.backend)},
+                                           {"version", r.version},
+                                           {"entries_removed", r.entries_removed}});
     } catch (std::exception const& e) {
-      return error(req, http::status::internal_server_error, e.what());
+      failure = e.what();
     }
+    co_return error(req, http::status::internal_server_error, failure);
   }
 
   response metrics(request const& req) const {
@@ -343,20 +398,20 @@ private:
 
   // Every answer sets a cookie; cache_page never stores such a response, so
   // each visitor gets a counter of their own.
-  response greeting(request const& req) {
+  asio::awaitable<response> greeting(request const& req) {
     auto const n = visitors_.fetch_add(1, std::memory_order_relaxed) + 1;
     auto res = make_response(req, http::status::ok, "text/plain; charset=utf-8",
                              fmt::format("Hello, visitor {}!\n", n));
     res.set(http::field::set_cookie, fmt::format("visitor={}; Path=/; HttpOnly", n));
-    return res;
+    co_return res;
   }
 
   catalog& db_;
   std::atomic<std::uint64_t> visitors_{0};
-  ccp::cached_handler<plain_handler> index_;
-  ccp::cached_handler<plain_handler> list_;
-  ccp::cached_handler<filling_handler> product_;
-  ccp::cached_handler<plain_handler> greeting_;
+  cached_route<plain_handler> index_;
+  cached_route<plain_handler> list_;
+  cached_route<filling_handler> product_;
+  cached_route<plain_handler> greeting_;
 };
 
 // ---------------------------------------------------------------------------
@@ -364,73 +419,67 @@ private:
 
 // The routes' answer, or a 500 that closes the connection if they throw
 // (an invalidation that failed after a write, for one).
-http::message_generator respond(routes& r, request&& req) {
+asio::awaitable<http::message_generator> respond(routes& r, request req) {
   auto const version = req.version();
+  std::string failure;
   try {
-    return r(std::move(req));
+    co_return co_await r(std::move(req));
   } catch (std::exception const& e) {
-    response res{http::status::internal_server_error, version};
-    res.set(http::field::server, "catalog_server");
-    res.set(http::field::content_type, "application/json");
-    res.keep_alive(false);
-    res.body() = json::serialize(json::object{{"error", utf8_text(e.what())}}) + '\n';
-    res.prepare_payload();
-    return res;
+    failure = e.what();
   }
+  response res{http::status::internal_server_error, version};
+  res.set(http::field::server, "catalog_server");
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(false);
+  res.body() = json::serialize(json::object{{"error", utf8_text(failure)}}) + '\n';
+  res.prepare_payload();
+  co_return res;
 }
 
-class session : public std::enable_shared_from_this<session> {
-public:
-  session(tcp::socket socket, routes& r) : stream_(std::move(socket)), routes_(r) {}
-  void run() { read(); }
-
-private:
-  void read() {
-    req_ = {};
-    stream_.expires_after(std::chrono::seconds(30));
-    http::async_read(stream_, buffer_, req_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
-  }
-  // Any read error, a malformed request included, ends the connection.
-  void on_read(beast::error_code ec) {
-    if (ec) return close();
-    http::message_generator msg = respond(routes_, std::move(req_));
+// One connection: requests in turn until the client or an error ends it.
+// Any read error, a malformed request included, ends the connection.
+asio::awaitable<void> serve(tcp::socket socket, routes& r) {
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  for (;;) {
+    request req;
+    stream.expires_after(std::chrono::seconds(30));
+    auto [read_error, read] = co_await http::async_read(stream, buffer, req, asio::as_tuple(asio::use_awaitable));
+    if (read_error) break;
+    http::message_generator msg = co_await respond(r, std::move(req));
     bool const keep_alive = msg.keep_alive();
-    stream_.expires_after(std::chrono::seconds(30));
-    beast::async_write(stream_, std::move(msg),
-                       [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
-                         if (ec || !keep_alive) return self->close();
-                         self->read();
-                       });
+    stream.expires_after(std::chrono::seconds(30));
+    auto [write_error, written] = co_await beast::async_write(stream, std::move(msg), asio::as_tuple(asio::use_awaitable));
+    if (write_error || !keep_alive) break;
   }
-  void close() {
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+// Each connection on a strand of its own.
+asio::awaitable<void> accept(tcp::acceptor& acceptor, routes& r) {
+  while (acceptor.is_open()) {
+    auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(acceptor.get_executor()),
+                                                       asio::as_tuple(asio::use_awaitable));
+    if (ec) continue;
+    // A response whose header and body leave in two writes would otherwise
+    // wait for the client's delayed ACK (40 ms) before its second part.
+    socket.set_option(tcp::no_delay(true), ec);
+    asio::co_spawn(socket.get_executor(), serve(tcp::socket(std::move(socket)), r), asio::detached);
   }
-
-  beast::tcp_stream stream_;
-  beast::flat_buffer buffer_;
-  request req_;
-  routes& routes_;
-};
-
-void accept(tcp::acceptor& acceptor, routes& r) {
-  acceptor.async_accept(asio::make_strand(acceptor.get_executor()),
-                        [&acceptor, &r](beast::error_code ec, tcp::socket s) {
-                          if (!ec) std::make_shared<session>(std::move(s), r)->run();
-                          if (acceptor.is_open()) accept(acceptor, r);
-                        });
 }
 
 // ---------------------------------------------------------------------------
 // Command line
 
 constexpr char const* usage =
-    "usage: catalog_server [--port N] [--threads N] [--backend URL | --config FILE] [--help]";
+    "usage: catalog_server [--port N] [--threads N] [--sync] [--query-ms N] [--backend URL | --config FILE] [--help]";
 
 struct options {
   unsigned short port = 8080;
   unsigned threads = 2;
+  bool sync = false;
+  unsigned query_ms = 20;
   std::optional<std::string> backend;
   std::optional<std::string> config;
 };
@@ -441,10 +490,13 @@ std::optional<options> parse_arguments(int argc, char** argv, bool& help) {
   for (int i = 1; i < argc; ++i) {
     std::string_view const arg = argv[i];
     std::optional<std::string_view> value;
-    if ((arg == "--port" || arg == "--threads" || arg == "--backend" || arg == "--config") && i + 1 < argc)
+    if ((arg == "--port" || arg == "--threads" || arg == "--query-ms" || arg == "--backend" || arg == "--config") &&
+        i + 1 < argc)
       value = argv[++i];
     if (arg == "--help" || arg == "-h") {
       help = true;
+    } else if (arg == "--sync") {
+      o.sync = true;
     } else if (arg == "--port" && value) {
       auto n = parse_number<unsigned short>(*value);
       if (!n) {
@@ -459,6 +511,13 @@ std::optional<options> parse_arguments(int argc, char** argv, bool& help) {
         return std::nullopt;
       }
       o.threads = *n;
+    } else if (arg == "--query-ms" && value) {
+      auto n = parse_number<unsigned>(*value);
+      if (!n || *n > 60'000) {
+        std::cerr << "catalog_server: --query-ms takes 0 to 60000\n";
+        return std::nullopt;
+      }
+      o.query_ms = *n;
     } else if (arg == "--backend" && value) {
       o.backend = std::string(*value);
     } else if (arg == "--config" && value) {
@@ -497,6 +556,10 @@ int main(int argc, char** argv) {
     std::cout << usage << "\n"
               << "  --port N       listen on 127.0.0.1:N (default 8080; 0 picks a free port)\n"
               << "  --threads N    threads running the server (default 2)\n"
+              << "  --sync         cache_page's synchronous front end, whose waits (and the\n"
+              << "                 handlers' database queries) block a server thread; for\n"
+              << "                 comparison with the default, awaitable one\n"
+              << "  --query-ms N   how long each simulated database query takes (default 20)\n"
               << "  --backend URL  where cached pages live (default memory://; also read from\n"
               << "                 the environment variable CUSTOM_CACHE_PAGE_BACKEND), e.g.\n"
               << "                 composite://memory,varnish (pages in memory, tagged and\n"
@@ -529,8 +592,8 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  catalog db;
-  routes r(db);
+  catalog db(std::chrono::milliseconds(opts->query_ms));
+  routes r(db, opts->sync);
   asio::io_context ioc(static_cast<int>(opts->threads));
   tcp::acceptor acceptor(ioc);
   beast::error_code ec;
@@ -553,7 +616,7 @@ int main(int argc, char** argv) {
             << ")\n"
             << "try: curl -si http://127.0.0.1:" << port << "/products?category=books" << std::endl;
 
-  accept(acceptor, r);
+  asio::co_spawn(ioc, accept(acceptor, r), asio::detached);
   std::vector<std::thread> threads;
   for (unsigned i = 1; i < opts->threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
   ioc.run();
