@@ -41,6 +41,13 @@
 // | b.mark_pass(key, ttl)       | for `ttl`, lookups of `key` say pass_marked (the response was  |
 // |                             | not storable: nobody should wait for an entry)                |
 //
+// and, for a store where each operation is a round trip, the lock taken
+// with a lookup and a store that releases it, each in ONE trip (any_backend
+// composes them from the operations above for a backend without them):
+//
+// | b.try_fill_lock_and_lookup(key, tags, ttl) | try_fill_lock, then, when granted, lookup  |
+// | b.store_and_release_fill_lock(key, e, t)   | store, then release_fill_lock(key, t)      |
+//
 // Failures throw (cache_error or anything else); cache_page turns a throwing
 // lookup or store into a pass-through, and invalidations propagate.
 //
@@ -134,6 +141,20 @@ concept fill_locking = requires(B& b, std::string const& key, std::chrono::milli
   b.release_fill_lock(key, token);
 };
 
+// What try_fill_lock_and_lookup answers.
+struct locked_lookup {
+  std::optional<std::string> token; // as try_fill_lock
+  lookup_result found;              // read under the lock; empty when not granted
+};
+
+template <class B>
+concept fused_fill_locking = fill_locking<B> &&
+    requires(B& b, std::string const& key, std::span<resolved_tag const> tags, std::chrono::milliseconds ttl,
+             std::shared_ptr<cached_response const> entry, std::string const& token) {
+  { b.try_fill_lock_and_lookup(key, tags, ttl) } -> std::same_as<locked_lookup>;
+  { b.store_and_release_fill_lock(key, entry, token) } -> std::same_as<bool>;
+};
+
 // The public names among an entry's tags: what CDN backends and headers
 // see. The one place internal (guard) tags are left out.
 inline std::vector<std::string_view> public_tag_names(std::span<tag_version const> tags) {
@@ -185,6 +206,15 @@ public:
   // A store without pass markers ignores it: its waiters are in this
   // process, and a flight tells them.
   void mark_pass(std::string const& key, std::chrono::milliseconds ttl) const { self_->mark_pass(key, ttl); }
+  locked_lookup try_fill_lock_and_lookup(std::string const& key, std::span<resolved_tag const> tags,
+                                         std::chrono::milliseconds ttl) const {
+    return self_->try_fill_lock_and_lookup(key, tags, ttl);
+  }
+  // An empty token (no lock held) only stores.
+  bool store_and_release_fill_lock(std::string const& key, std::shared_ptr<cached_response const> entry,
+                                   std::string const& token) const {
+    return self_->store_and_release_fill_lock(key, std::move(entry), token);
+  }
 
   // The same operations as awaitables (see the top of this file).
   boost::asio::awaitable<lookup_result> async_lookup(std::string const& key, std::span<resolved_tag const> tags) const {
@@ -212,6 +242,15 @@ public:
   boost::asio::awaitable<void> async_mark_pass(std::string const& key, std::chrono::milliseconds ttl) const {
     return self_->async_mark_pass(key, ttl);
   }
+  boost::asio::awaitable<locked_lookup> async_try_fill_lock_and_lookup(std::string const& key, std::span<resolved_tag const> tags,
+                                                                       std::chrono::milliseconds ttl) const {
+    return self_->async_try_fill_lock_and_lookup(key, tags, ttl);
+  }
+  boost::asio::awaitable<bool> async_store_and_release_fill_lock(std::string const& key,
+                                                                 std::shared_ptr<cached_response const> entry,
+                                                                 std::string const& token) const {
+    return self_->async_store_and_release_fill_lock(key, std::move(entry), token);
+  }
 
   // The backend object, when it is a B.
   template <class B>
@@ -235,6 +274,8 @@ private:
     virtual std::optional<std::string> try_fill_lock(std::string const&, std::chrono::milliseconds) = 0;
     virtual void release_fill_lock(std::string const&, std::string const&) = 0;
     virtual void mark_pass(std::string const&, std::chrono::milliseconds) = 0;
+    virtual locked_lookup try_fill_lock_and_lookup(std::string const&, std::span<resolved_tag const>, std::chrono::milliseconds) = 0;
+    virtual bool store_and_release_fill_lock(std::string const&, std::shared_ptr<cached_response const>, std::string const&) = 0;
     virtual boost::asio::awaitable<lookup_result> async_lookup(std::string const&, std::span<resolved_tag const>) = 0;
     virtual boost::asio::awaitable<std::vector<std::uint64_t>> async_tag_versions(std::span<resolved_tag const>) = 0;
     virtual boost::asio::awaitable<bool> async_store(std::string const&, std::shared_ptr<cached_response const>) = 0;
@@ -244,6 +285,11 @@ private:
     virtual boost::asio::awaitable<std::optional<std::string>> async_try_fill_lock(std::string const&, std::chrono::milliseconds) = 0;
     virtual boost::asio::awaitable<void> async_release_fill_lock(std::string const&, std::string const&) = 0;
     virtual boost::asio::awaitable<void> async_mark_pass(std::string const&, std::chrono::milliseconds) = 0;
+    virtual boost::asio::awaitable<locked_lookup> async_try_fill_lock_and_lookup(std::string const&, std::span<resolved_tag const>,
+                                                                                 std::chrono::milliseconds) = 0;
+    virtual boost::asio::awaitable<bool> async_store_and_release_fill_lock(std::string const&,
+                                                                           std::shared_ptr<cached_response const>,
+                                                                           std::string const&) = 0;
   };
   template <class B>
   struct model final : concept_ {
@@ -290,6 +336,23 @@ private:
     void mark_pass(std::string const& k, std::chrono::milliseconds ttl) override {
       if constexpr (pass_marking<B>) b->mark_pass(k, ttl);
     }
+    // The fused forms: the backend's own, else the two operations in turn.
+    locked_lookup try_fill_lock_and_lookup(std::string const& k, std::span<resolved_tag const> t,
+                                           std::chrono::milliseconds ttl) override {
+      if constexpr (fused_fill_locking<B>) return b->try_fill_lock_and_lookup(k, t, ttl);
+      locked_lookup out{try_fill_lock(k, ttl), {}};
+      if (out.token) out.found = lookup(k, t);
+      return out;
+    }
+    bool store_and_release_fill_lock(std::string const& k, std::shared_ptr<cached_response const> e,
+                                     std::string const& token) override {
+      if constexpr (fused_fill_locking<B>) {
+        if (!token.empty()) return b->store_and_release_fill_lock(k, std::move(e), token);
+      }
+      bool const stored = store(k, std::move(e));
+      release_fill_lock(k, token);
+      return stored;
+    }
     // The awaitable forms: the backend's own when it has them (a backend
     // that waits on the network), else the operations above. A CDN
     // backend's purge is its own awaitable or runs as is.
@@ -333,6 +396,24 @@ private:
     boost::asio::awaitable<void> async_mark_pass(std::string const& k, std::chrono::milliseconds ttl) override {
       if constexpr (requires { b->async_mark_pass(k, ttl); }) co_await b->async_mark_pass(k, ttl);
       else mark_pass(k, ttl);
+    }
+    boost::asio::awaitable<locked_lookup> async_try_fill_lock_and_lookup(std::string const& k, std::span<resolved_tag const> t,
+                                                                         std::chrono::milliseconds ttl) override {
+      if constexpr (requires { b->async_try_fill_lock_and_lookup(k, t, ttl); })
+        co_return co_await b->async_try_fill_lock_and_lookup(k, t, ttl);
+      locked_lookup out; // (GCC 12 mistranslates a co_await inside a braced initialiser)
+      out.token = co_await async_try_fill_lock(k, ttl);
+      if (out.token) out.found = co_await async_lookup(k, t);
+      co_return out;
+    }
+    boost::asio::awaitable<bool> async_store_and_release_fill_lock(std::string const& k, std::shared_ptr<cached_response const> e,
+                                                                   std::string const& token) override {
+      if constexpr (requires { b->async_store_and_release_fill_lock(k, e, token); }) {
+        if (!token.empty()) co_return co_await b->async_store_and_release_fill_lock(k, std::move(e), token);
+      }
+      bool const stored = co_await async_store(k, std::move(e));
+      co_await async_release_fill_lock(k, token);
+      co_return stored;
     }
     std::shared_ptr<B> b;
   };

@@ -286,7 +286,7 @@ private:
       using detail::step;
       switch (a.what) {
       case step::lookup: return on_lookup(detail::try_call([&] { return backend_.lookup(en_.key(), en_.tags()); }));
-      case step::lock: return on_lock(detail::try_call([&] { return backend_.try_fill_lock(en_.key(), wait()); }));
+      case step::lock: return on_lock(detail::try_call([&] { return lock(a.read); }));
       case step::wait_flight: return en_.flight_done(follow_->wait_stored(a.wait));
       case step::pause: std::this_thread::sleep_for(a.wait); return en_.paused();
       case step::snapshot: return on_snapshot(detail::try_call([&] { return backend_.tag_versions(en_.tags()); }));
@@ -296,8 +296,9 @@ private:
       case step::store: {
         auto e = std::move(a.building);
         if (!fill_body(*e)) return en_.stored(detail::store_outcome::not_kept, std::move(e));
-        auto const outcome = detail::store_outcome_of(detail::try_call([&] { return backend_.store(en_.key(), e); }));
-        return en_.stored(outcome, std::move(e));
+        auto const outcome = detail::store_outcome_of(
+            detail::try_call([&] { return backend_.store_and_release_fill_lock(en_.key(), e, lock_.token()); }));
+        return stored(outcome, std::move(e));
       }
       case step::invalidate_target:
         return en_.target_invalidated(ok(detail::try_call([&] {
@@ -314,7 +315,7 @@ private:
       using detail::try_await;
       switch (a.what) {
       case step::lookup: co_return on_lookup(co_await try_await(backend_.async_lookup(en_.key(), en_.tags())));
-      case step::lock: co_return on_lock(co_await try_await(backend_.async_try_fill_lock(en_.key(), wait())));
+      case step::lock: co_return on_lock(co_await try_await(lock_async(a.read)));
       case step::wait_flight: co_return en_.flight_done(co_await detail::throw_if_cancelled(follow_->async_wait_stored(a.wait)));
       case step::pause: {
         boost::asio::steady_timer timer(executor_, a.wait);
@@ -326,8 +327,9 @@ private:
       case step::store: {
         auto e = std::move(a.building);
         if (!fill_body(*e)) co_return en_.stored(detail::store_outcome::not_kept, std::move(e));
-        auto const outcome = detail::store_outcome_of(co_await try_await(backend_.async_store(en_.key(), e)));
-        co_return en_.stored(outcome, std::move(e));
+        auto const outcome =
+            detail::store_outcome_of(co_await try_await(backend_.async_store_and_release_fill_lock(en_.key(), e, lock_.token())));
+        co_return stored(outcome, std::move(e));
       }
       case step::invalidate_target: co_return en_.target_invalidated(ok(co_await try_await(invalidate_target_async())));
       case step::mark_pass: co_return on_mark_pass(co_await try_await(mark_pass_async(a.wait)));
@@ -368,14 +370,33 @@ private:
       return en_.lookup_failed(request());
     }
 
-    detail::action on_lock(detail::tried<std::optional<std::string>> token) {
-      auto* t = std::get_if<std::optional<std::string>>(&token);
-      if (t == nullptr) return en_.locked(detail::lock_outcome::failed);
-      if (!*t) return en_.locked(detail::lock_outcome::elsewhere);
+    // The fill lock, with the lookup under it when `read`.
+    locked_lookup lock(bool read) {
+      if (read) return backend_.try_fill_lock_and_lookup(en_.key(), en_.tags(), wait());
+      return {backend_.try_fill_lock(en_.key(), wait()), {}};
+    }
+    boost::asio::awaitable<locked_lookup> lock_async(bool read) {
+      if (read) co_return co_await backend_.async_try_fill_lock_and_lookup(en_.key(), en_.tags(), wait());
+      locked_lookup out; // (no co_await inside a braced initialiser: GCC 12 mistranslates it)
+      out.token = co_await backend_.async_try_fill_lock(en_.key(), wait());
+      co_return out;
+    }
+
+    detail::action on_lock(detail::tried<locked_lookup> locked) {
+      auto* l = std::get_if<locked_lookup>(&locked);
+      if (l == nullptr) return en_.locked(detail::lock_outcome::failed, {}, request());
+      if (!l->token) return en_.locked(detail::lock_outcome::elsewhere, {}, request());
       std::optional<boost::asio::any_io_executor> release_on;
       if (async_) release_on = executor_;
-      lock_ = detail::fill_lock(backend_, en_.key(), std::move(**t), std::move(release_on));
-      return en_.locked(detail::lock_outcome::held);
+      lock_ = detail::fill_lock(backend_, en_.key(), std::move(*l->token), std::move(release_on));
+      return en_.locked(detail::lock_outcome::held, std::move(l->found), request());
+    }
+
+    // A store that answered (stored or refused) released the fill lock with
+    // it; one that threw leaves it to the lock's destructor.
+    detail::action stored(detail::store_outcome outcome, std::shared_ptr<cached_response> e) {
+      if (outcome == detail::store_outcome::stored || outcome == detail::store_outcome::refused) lock_.released();
+      return en_.stored(outcome, std::move(e));
     }
 
     detail::action on_snapshot(detail::tried<std::vector<std::uint64_t>> versions) {

@@ -31,7 +31,11 @@
 // `create` is set (it is then created with value and floor `expected`).
 // Optionally, fill locks and pass markers as in backend.hpp (try_fill_lock,
 // release_fill_lock, mark_pass); a store with pass markers reports one in
-// stored_read::passed.
+// stored_read::passed. A store with fill locks may fuse them with its
+// neighbours (fused_store_primitives), saving a coalesced miss two trips:
+//
+// | s.lock_and_read(key, names, ttl)     | try_fill_lock, then when granted read(key, names) |
+// | s.write_if(key, entry, conds, token) | write_if, then release_fill_lock(key, token)      |
 #pragma once
 
 #include <custom_cache_page/backend.hpp>
@@ -109,6 +113,27 @@ concept async_store_primitives = store_primitives<S> &&
   { s.async_erase(key) } -> std::same_as<boost::asio::awaitable<bool>>;
 };
 
+struct locked_read {
+  std::optional<std::string> token;
+  stored_read read; // when granted
+};
+
+template <class S>
+concept fused_store_primitives = store_primitives<S> && fill_locking<S> &&
+    requires(S& s, std::string const& key, std::span<std::string_view const> names, std::chrono::milliseconds ttl,
+             std::shared_ptr<cached_response const> entry, std::span<write_condition const> conditions) {
+  { s.lock_and_read(key, names, ttl) } -> std::same_as<locked_read>;
+  { s.write_if(key, entry, conditions, key) } -> std::same_as<bool>;
+};
+
+template <class S>
+concept async_fused_store_primitives = fused_store_primitives<S> && async_store_primitives<S> &&
+    requires(S& s, std::string const& key, std::span<std::string_view const> names, std::chrono::milliseconds ttl,
+             std::shared_ptr<cached_response const> entry, std::span<write_condition const> conditions) {
+  { s.async_lock_and_read(key, names, ttl) } -> std::same_as<boost::asio::awaitable<locked_read>>;
+  { s.async_write_if(key, entry, conditions, key) } -> std::same_as<boost::asio::awaitable<bool>>;
+};
+
 // A store backend over a store's primitives.
 template <store_primitives S>
 class protocol_store {
@@ -135,16 +160,7 @@ public:
   // this entry proposed a value (both never invalidated), the entry adopts
   // it and is written again, once (detail/generations.hpp).
   bool store(std::string const& key, std::shared_ptr<cached_response const> entry) {
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      auto const conditions = conditions_of(*entry);
-      if (!conditions) return false;
-      if (s_->write_if(key, entry, *conditions)) return true;
-      auto const names = tag_names(*entry);
-      auto adopted = adoptable(*entry, s_->read_counters(names));
-      if (!adopted) return false;
-      entry = detail::with_versions(*entry, *adopted);
-    }
-    return false;
+    return store_releasing(key, std::move(entry), {});
   }
 
   bool erase(std::string const& key) { return s_->erase(key); }
@@ -177,17 +193,7 @@ public:
   boost::asio::awaitable<bool> async_store(std::string const& key, std::shared_ptr<cached_response const> entry)
     requires async_store_primitives<S>
   {
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      auto const conditions = conditions_of(*entry);
-      if (!conditions) co_return false;
-      if (co_await s_->async_write_if(key, entry, *conditions)) co_return true;
-      auto const names = tag_names(*entry);
-      auto const now = co_await s_->async_read_counters(names);
-      auto adopted = adoptable(*entry, now);
-      if (!adopted) co_return false;
-      entry = detail::with_versions(*entry, *adopted);
-    }
-    co_return false;
+    co_return co_await async_store_releasing(key, std::move(entry), {});
   }
   boost::asio::awaitable<bool> async_erase(std::string const& key)
     requires async_store_primitives<S>
@@ -237,7 +243,94 @@ public:
     s_->mark_pass(key, ttl);
   }
 
+  // The fill lock with the lookup under it, and the store that releases
+  // it: one trip each where the store fuses them.
+  locked_lookup try_fill_lock_and_lookup(std::string const& key, std::span<resolved_tag const> tags, std::chrono::milliseconds ttl)
+    requires fused_store_primitives<S>
+  {
+    auto const names = names_of(tags);
+    auto locked = s_->lock_and_read(key, names, ttl);
+    return granted(std::move(locked), tags.size());
+  }
+  bool store_and_release_fill_lock(std::string const& key, std::shared_ptr<cached_response const> entry, std::string const& token)
+    requires fused_store_primitives<S>
+  {
+    return store_releasing(key, std::move(entry), token);
+  }
+  boost::asio::awaitable<locked_lookup> async_try_fill_lock_and_lookup(std::string const& key, std::span<resolved_tag const> tags,
+                                                                       std::chrono::milliseconds ttl)
+    requires async_fused_store_primitives<S>
+  {
+    auto const names = names_of(tags);
+    co_return granted(co_await s_->async_lock_and_read(key, names, ttl), tags.size());
+  }
+  boost::asio::awaitable<bool> async_store_and_release_fill_lock(std::string const& key, std::shared_ptr<cached_response const> entry,
+                                                                 std::string const& token)
+    requires async_fused_store_primitives<S>
+  {
+    co_return co_await async_store_releasing(key, std::move(entry), token);
+  }
+
 private:
+  // The entry stored, the adopting retry (see store) included; a `token`
+  // (when the store fuses it) is released by the first write, or after.
+  bool store_releasing(std::string const& key, std::shared_ptr<cached_response const> entry, std::string token) {
+    bool stored = false;
+    for (int attempt = 0; attempt < 2 && !stored; ++attempt) {
+      auto const conditions = conditions_of(*entry);
+      if (!conditions) break;
+      stored = write(key, entry, *conditions, std::exchange(token, {}));
+      if (stored) break;
+      auto adopted = adoptable(*entry, s_->read_counters(tag_names(*entry)));
+      if (!adopted) break;
+      entry = detail::with_versions(*entry, *adopted);
+    }
+    if constexpr (fused_store_primitives<S>) {
+      if (!token.empty()) s_->release_fill_lock(key, token);
+    }
+    return stored;
+  }
+  boost::asio::awaitable<bool> async_store_releasing(std::string const& key, std::shared_ptr<cached_response const> entry,
+                                                     std::string token) {
+    bool stored = false;
+    for (int attempt = 0; attempt < 2 && !stored; ++attempt) {
+      auto const conditions = conditions_of(*entry);
+      if (!conditions) break;
+      stored = co_await async_write(key, entry, *conditions, std::exchange(token, {}));
+      if (stored) break;
+      auto const names = tag_names(*entry);
+      auto const now = co_await s_->async_read_counters(names);
+      auto adopted = adoptable(*entry, now);
+      if (!adopted) break;
+      entry = detail::with_versions(*entry, *adopted);
+    }
+    if constexpr (async_fused_store_primitives<S>) {
+      if (!token.empty()) co_await s_->async_release_fill_lock(key, token);
+    }
+    co_return stored;
+  }
+
+  bool write(std::string const& key, std::shared_ptr<cached_response const> const& entry,
+             std::span<write_condition const> conditions, std::string const& token) {
+    if constexpr (fused_store_primitives<S>) {
+      if (!token.empty()) return s_->write_if(key, entry, conditions, token);
+    }
+    return s_->write_if(key, entry, conditions);
+  }
+  boost::asio::awaitable<bool> async_write(std::string const& key, std::shared_ptr<cached_response const> const& entry,
+                                           std::span<write_condition const> conditions, std::string const& token) {
+    if constexpr (async_fused_store_primitives<S>) {
+      if (!token.empty()) co_return co_await s_->async_write_if(key, entry, conditions, token);
+    }
+    co_return co_await s_->async_write_if(key, entry, conditions);
+  }
+
+  static locked_lookup granted(locked_read locked, std::size_t named) {
+    locked_lookup out{std::move(locked.token), {}};
+    if (out.token) out.found = judged(std::move(locked.read), named);
+    return out;
+  }
+
   // What a read says of the entry under its recorded versions.
   static lookup_result judged(stored_read read, std::size_t named) {
     lookup_result out;

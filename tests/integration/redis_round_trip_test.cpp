@@ -3,6 +3,7 @@
 // server itself (INFO commandstats).
 #include <custom_cache_page/redis.hpp>
 
+#include "../support/front_ends.hpp"
 #include "../support/messages.hpp"
 #include "../support/redis_server.hpp"
 
@@ -115,7 +116,7 @@ TEST_CASE("redis_backend: a miss costs a lookup, a snapshot only for missing cou
   o.port = server.port();
   o.prefix = "ccpt:miss-trips:";
   auto backend = std::make_shared<ccp::redis_backend>(o);
-  // Coalescing adds the fill lock, a re-read and the unlock: see the next case.
+  // Coalescing adds the fill lock (with a re-read): see the next case.
   auto cached = ccp::cache_page({.timeout = 600s, .tags = {ccp::versioned("v"), "p"}, .backend = backend, .coalesce = false},
                                 [](http::request<http::string_body> const& req) {
                                   http::response<http::string_body> res{http::status::ok, req.version()};
@@ -136,26 +137,30 @@ TEST_CASE("redis_backend: a miss costs a lookup, a snapshot only for missing cou
   CHECK(backend->stats().round_trips - t1 == 2);
 }
 
-TEST_CASE("redis_backend: a coalesced miss adds a fill lock, a re-read and the unlock", "[redis][round-trips]") {
+TEMPLATE_TEST_CASE("redis_backend: a coalesced miss takes the lock with the re-read and unlocks with the store",
+                   "[redis][round-trips]", ccp_test::sync_front, ccp_test::async_front) {
   auto& server = ccp_test::redis_server::shared();
   ccp::redis_options o;
   o.port = server.port();
-  o.prefix = "ccpt:coalesced-miss-trips:";
+  o.prefix = fmt::format("ccpt:coalesced-miss-trips:{}:", TestType::name);
   auto backend = std::make_shared<ccp::redis_backend>(o);
-  auto cached = ccp::cache_page({.timeout = 600s, .tags = {ccp::versioned("v"), "p"}, .backend = backend},
-                                [](http::request<http::string_body> const& req) {
-                                  http::response<http::string_body> res{http::status::ok, req.version()};
-                                  res.body() = "x";
-                                  res.prepare_payload();
-                                  return res;
-                                });
+  auto cached = TestType::wrap({.timeout = 600s, .tags = {ccp::versioned("v"), "p"}, .backend = backend},
+                               [](http::request<http::string_body> const& req) {
+                                 http::response<http::string_body> res{http::status::ok, req.version()};
+                                 res.body() = "x";
+                                 res.prepare_payload();
+                                 return res;
+                               });
   auto get = [&](std::string target) {
     return ccp_test::receive(cached(ccp_test::make_request(http::verb::get, std::move(target))));
   };
   get("/warm-up");
   auto t0 = backend->stats().round_trips;
   CHECK_THAT(get("/a").cache_status(), Catch::Contains("stored"));
-  CHECK(backend->stats().round_trips - t0 == 5); // lookup, lock, re-read, store, unlock
+  CHECK(backend->stats().round_trips - t0 == 3); // lookup, lock + re-read, store + unlock
+  auto ctx = server.connect();
+  auto locks = ccp_test::command(ctx.get(), {"KEYS", o.prefix + "lock:*"});
+  CHECK(locks->elements == 0); // the store released it
   auto t1 = backend->stats().round_trips;
   CHECK_THAT(get("/a").cache_status(), Catch::Contains("hit"));
   CHECK(backend->stats().round_trips - t1 == 1);

@@ -36,6 +36,15 @@ public:
     run(inner_.async_release_fill_lock(key, token));
   }
   void mark_pass(std::string const& key, std::chrono::milliseconds ttl) { run(inner_.async_mark_pass(key, ttl)); }
+  custom_cache_page::locked_lookup try_fill_lock_and_lookup(std::string const& key,
+                                                            std::span<custom_cache_page::resolved_tag const> tags,
+                                                            std::chrono::milliseconds ttl) {
+    return run(inner_.async_try_fill_lock_and_lookup(key, tags, ttl));
+  }
+  bool store_and_release_fill_lock(std::string const& key, std::shared_ptr<custom_cache_page::cached_response const> entry,
+                                   std::string const& token) {
+    return run(inner_.async_store_and_release_fill_lock(key, std::move(entry), token));
+  }
   void prepare_response(boost::beast::http::fields& f, std::span<std::string_view const> names) {
     inner_.prepare_response(f, names);
   }
@@ -50,5 +59,6 @@ private:
 };
 
 static_assert(custom_cache_page::store_backend<awaited_backend>);
+static_assert(custom_cache_page::fused_fill_locking<awaited_backend>);
 
 } // namespace ccp_test

@@ -10,6 +10,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <chrono>
+#include <future>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -61,7 +63,12 @@ struct async_front {
             co_return co_await cached(std::forward<decltype(req)>(req));
           },
           net::use_future);
-      ioc.run();
+      // Until the answer, then until nothing is left to do: a Redis
+      // connection opened here keeps a read pending while idle, so 50 ms
+      // without work end it too.
+      while (answer.wait_for(std::chrono::seconds(0)) != std::future_status::ready) ioc.run_one();
+      while (ioc.run_one_for(std::chrono::milliseconds(50)) > 0) {
+      }
       return std::move(*answer.get());
     };
   }

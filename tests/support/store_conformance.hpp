@@ -166,3 +166,27 @@ TEMPLATE_TEST_CASE("conformance: concurrent first fills of pages sharing a tag b
   CHECK(b.lookup("a", tags).entry == nullptr);
   CHECK(b.lookup("b", tags).entry == nullptr);
 }
+
+TEMPLATE_TEST_CASE("conformance: a fill lock taken with a lookup reads under it, and the store releases it", "[conformance]",
+                   CCP_CONFORMANCE_STORES) {
+  using namespace ccp_test::conformance;
+  auto b = TestType::make("fused-lock");
+  std::vector<ccp::resolved_tag> const tags{plain("catalog"), guard("~target:k")};
+  auto first = b.try_fill_lock_and_lookup("k", tags, 2000ms);
+  REQUIRE(first.token);
+  CHECK(first.found.entry == nullptr);
+  CHECK(first.found.versions.size() == tags.size());
+  if (!first.token->empty()) // a store without fill locks grants every one, empty
+    CHECK_FALSE(b.try_fill_lock_and_lookup("k", tags, 2000ms).token);
+  auto const before = b.tag_versions(tags);
+  REQUIRE(b.store_and_release_fill_lock("k", entry(tags, before), *first.token));
+  auto again = b.try_fill_lock_and_lookup("k", tags, 2000ms); // free again: the store released it
+  REQUIRE(again.token);
+  REQUIRE(again.found.entry != nullptr);
+  CHECK(again.found.entry->body == "page");
+  CHECK(again.found.versions == b.lookup("k", tags).versions);
+  // A refused store releases it too.
+  b.invalidate_tag("catalog");
+  CHECK_FALSE(b.store_and_release_fill_lock("k", entry(tags, before), *again.token));
+  CHECK(b.try_fill_lock_and_lookup("k", tags, 2000ms).token);
+}

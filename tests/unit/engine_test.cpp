@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -38,7 +39,7 @@ struct nothing_found {};
 struct pass_found {}; // no entry, and another process's pass marker
 struct lookup_error {};
 struct joined { bool leading; };
-struct locked { lock_outcome outcome; int at_ms = 0; };
+struct locked { lock_outcome outcome; int at_ms = 0; std::optional<found> read = {}; }; // read: found under the lock
 struct paused {};
 struct flight_done { bool stored; };
 struct snapshot { bool ok = true; };
@@ -106,7 +107,9 @@ struct runner {
   ccp::detail::action on(marked) { return en.pass_marked(); }
   ccp::detail::action on(lookup_error) { return en.lookup_failed(req.base(), t0); }
   ccp::detail::action on(joined j) { return en.joined(j.leading); }
-  ccp::detail::action on(locked l) { return en.locked(l.outcome, t0 + std::chrono::milliseconds(l.at_ms)); }
+  ccp::detail::action on(locked const& l) {
+    return en.locked(l.outcome, l.read ? lookup(*l.read) : ccp::lookup_result{}, req.base(), t0 + std::chrono::milliseconds(l.at_ms));
+  }
   ccp::detail::action on(paused) { return en.paused(); }
   ccp::detail::action on(flight_done f) { return en.flight_done(f.stored); }
   ccp::detail::action on(snapshot s) {
@@ -133,8 +136,8 @@ char const* name_of(step s) {
 // The miss that this process leads: no entry, lead the flight, hold the
 // lock, nothing stored meanwhile.
 std::vector<expect> leading_miss() {
-  return {{nothing_found{}, step::join}, {joined{true}, step::lock}, {locked{lock_outcome::held}, step::lookup},
-          {nothing_found{}, step::snapshot}, {snapshot{}, step::call_handler}};
+  return {{nothing_found{}, step::join}, {joined{true}, step::lock}, {locked{lock_outcome::held}, step::snapshot},
+          {snapshot{}, step::call_handler}};
 }
 
 std::vector<expect> then(std::vector<expect> a, std::vector<expect> const& b) {
@@ -174,8 +177,7 @@ std::vector<row> const& rows() {
         {snapshot{}, step::call_handler}, {responded{}, step::store}},
        ""},
       {"a leader finds the entry a fill that just ended left",
-       {{nothing_found{}, step::join}, {joined{true}, step::lock}, {locked{lock_outcome::held}, step::lookup},
-        {found{}, step::answer_entry}},
+       {{nothing_found{}, step::join}, {joined{true}, step::lock}, {locked{lock_outcome::held, 0, found{}}, step::answer_entry}},
        "; detail=coalesced"},
       {"another process fills: pause, re-read, answer its entry",
        {{nothing_found{}, step::join}, {joined{true}, step::lock}, {locked{lock_outcome::elsewhere}, step::pause},
@@ -183,15 +185,14 @@ std::vector<row> const& rows() {
        "; detail=coalesced"},
       {"another process's lock comes free without an entry: this request leads",
        {{nothing_found{}, step::join}, {joined{true}, step::lock}, {locked{lock_outcome::elsewhere}, step::pause},
-        {paused{}, step::lookup}, {nothing_found{}, step::lock}, {locked{lock_outcome::held, 10}, step::lookup},
-        {nothing_found{}, step::snapshot}},
+        {paused{}, step::lookup}, {nothing_found{}, step::lock}, {locked{lock_outcome::held, 10}, step::snapshot}},
        ""},
       {"waiting on another process ends at coalesce_wait",
        {{nothing_found{}, step::join}, {joined{true}, step::lock}, {locked{lock_outcome::elsewhere}, step::pause},
         {paused{}, step::lookup}, {nothing_found{}, step::lock}, {locked{lock_outcome::elsewhere, 5000}, step::snapshot}},
        ""},
       {"a lock that cannot be taken (store down) does not make the request wait",
-       {{nothing_found{}, step::join}, {joined{true}, step::lock}, {locked{lock_outcome::failed}, step::lookup}}, ""},
+       {{nothing_found{}, step::join}, {joined{true}, step::lock}, {locked{lock_outcome::failed}, step::snapshot}}, ""},
       {"stale inside stale-while-revalidate: the leader refreshes",
        {{found{-5, 10}, step::try_lead}, {joined{true}, step::lock}, {locked{lock_outcome::held}, step::call_handler},
         {responded{}, step::store}},
@@ -206,30 +207,30 @@ std::vector<row> const& rows() {
       {"a soft-purged entry is stale whatever its expiry", {{found{60, 10, 0, true}, step::try_lead}}, ""},
       {"an entry whose counter moved is a miss", {{found{60, 0, 0, false, true}, step::join}}, ""},
       {"a handler that throws inside stale-if-error is answered stale",
-       {{found{-5, 0, 30}, step::join}, {joined{true}, step::lock}, {locked{lock_outcome::held}, step::lookup},
-        {found{-5, 0, 30}, step::call_handler}, {threw{}, step::answer_entry}},
+       {{found{-5, 0, 30}, step::join}, {joined{true}, step::lock},
+        {locked{lock_outcome::held, 0, found{-5, 0, 30}}, step::call_handler}, {threw{}, step::answer_entry}},
        "; detail=stale-if-error", step::lookup, http::verb::get, {}, {}, backend_state::ok, answer_kind::stale},
       {"a 503 inside stale-if-error is answered stale",
-       {{found{-5, 0, 30}, step::join}, {joined{true}, step::lock}, {locked{lock_outcome::held}, step::lookup},
-        {found{-5, 0, 30}, step::call_handler}, {responded{503}, step::answer_entry}},
+       {{found{-5, 0, 30}, step::join}, {joined{true}, step::lock},
+        {locked{lock_outcome::held, 0, found{-5, 0, 30}}, step::call_handler}, {responded{503}, step::answer_entry}},
        "; fwd-status=503; detail=stale-if-error", step::lookup, http::verb::get, {}, {}, backend_state::ok,
        answer_kind::stale},
       {"a handler that throws past stale-if-error: the exception goes to the caller",
-       {{found{-31, 0, 30}, step::join}, {joined{true}, step::lock}, {locked{lock_outcome::held}, step::lookup},
-        {found{-31, 0, 30}, step::call_handler}, {threw{}, step::rethrow}},
+       {{found{-31, 0, 30}, step::join}, {joined{true}, step::lock},
+        {locked{lock_outcome::held, 0, found{-31, 0, 30}}, step::call_handler}, {threw{}, step::rethrow}},
        ""},
       {"a store that is down: the handler answers, nothing is stored",
        {{lookup_error{}, step::call_handler}, {responded{}, step::answer_response}}, "fwd=miss; detail=store-unavailable"},
       {"a versions snapshot that fails: the response is not stored",
-       {{nothing_found{}, step::join}, {joined{true}, step::lock}, {locked{lock_outcome::held}, step::lookup},
-        {nothing_found{}, step::snapshot}, {snapshot{false}, step::call_handler}, {responded{}, step::answer_response}},
+       {{nothing_found{}, step::join}, {joined{true}, step::lock}, {locked{lock_outcome::held}, step::snapshot},
+        {snapshot{false}, step::call_handler}, {responded{}, step::answer_response}},
        "fwd=miss; detail=store-failed"},
       {"a HEAD miss runs the handler and stores nothing",
        {{nothing_found{}, step::call_handler}, {responded{}, step::answer_response}}, "fwd=miss; detail=head",
        step::lookup, http::verb::head},
       {"a variant for another Accept-Language is a miss",
        then({{found{60, 0, 0, false, false, "fr"}, step::join}, {joined{true}, step::lock},
-             {locked{lock_outcome::held}, step::lookup}, {nothing_found{}, step::snapshot}, {snapshot{}, step::call_handler},
+             {locked{lock_outcome::held}, step::snapshot}, {snapshot{}, step::call_handler},
              {responded{}, step::store}},
             {{store_done{store_outcome::stored}, step::answer_entry}}),
        "fwd=vary-miss; stored", step::lookup, http::verb::get, {},
@@ -314,9 +315,8 @@ TEST_CASE("engine: a coalesced answer tells the flight's followers that the entr
   runner run;
   run.en.start(ccp::request_view(run.req), backend_state::ok);
   run.feed(nothing_found{});
-  run.feed(joined{true});
-  run.feed(locked{lock_outcome::held});
-  auto a = run.feed(found{});
+  CHECK(run.feed(joined{true}).read); // the lock and the re-read in one trip
+  auto a = run.feed(locked{lock_outcome::held, 0, found{}});
   REQUIRE(a.what == step::answer_entry);
   CHECK(a.flight_stored);
   CHECK(run.counters.snapshot().coalesced == 1);
@@ -334,7 +334,9 @@ TEST_CASE("engine: a front end that refreshes in the background answers the stal
   CHECK(run.en.params() == "; detail=revalidating");
   // Then the same run refreshes, answering nobody: a stale answer it might
   // reach (the lock held elsewhere) is not counted again.
-  REQUIRE(run.en.detached().what == step::lock);
+  auto const lock = run.en.detached();
+  REQUIRE(lock.what == step::lock);
+  CHECK_FALSE(lock.read); // a refresh refills whatever is there
   CHECK(run.feed(locked{lock_outcome::elsewhere}).what == step::answer_entry);
   CHECK(run.counters.snapshot().stale == 1);
 }

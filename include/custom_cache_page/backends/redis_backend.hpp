@@ -15,11 +15,15 @@
 // | erase         | UNLINK page                                                   | 1           |
 // | fill lock     | a script: SET lock NX PX, or note a waiter; released by a     | 1 + 1       |
 // |               | token-checked script                                          |             |
+// | lock_and_read | the lock script, then when taken read's MGET (*)              | 1           |
+// | write_if with | write_if, then the token-checked release                      | 1           |
+// | a token       |                                                               |             |
 // | mark_pass     | a script: SET pass PX when a waiter was noted (read with the  | 1           |
 // |               | page)                                                         |             |
 //
-// A coalesced miss through cache_page is then lookup, lock, re-read, store,
-// unlock: five round trips, against the handler it saves other processes.
+// A coalesced miss through cache_page is then lookup, lock with the
+// re-read, store with the unlock: three round trips, against the handler
+// it saves other processes.
 // Two first fills that race on a shared tag's counter cost the second one
 // a read and a second write (it adopts the counter, see protocol_store).
 //
@@ -93,6 +97,7 @@ private:
     auto conn = async_connection(co_await boost::asio::this_coro::executor);
     auto result = co_await conn->command(what, std::move(a), std::move(parse));
     attempt.succeeded();
+    client_->count_round_trip();
     co_return result;
   }
   template <class Parse>
@@ -103,6 +108,7 @@ private:
     auto conn = async_connection(co_await boost::asio::this_coro::executor);
     auto result = co_await conn->eval(script, numkeys, std::move(a), std::move(parse));
     attempt.succeeded();
+    client_->count_round_trip();
     co_return result;
   }
   std::shared_ptr<detail::redis_async_connection> async_connection(boost::asio::any_io_executor const& ex) const {
@@ -145,8 +151,10 @@ private:
   }
 
   // Nothing when the entry has expired already.
+  // A non-empty `token` releases the fill lock in the same script.
   std::optional<detail::redis_args> write_if_args(std::string const& key, cached_response const& entry,
-                                                  std::span<write_condition const> conditions, std::size_t& numkeys) const {
+                                                  std::span<write_condition const> conditions, std::string const& token,
+                                                  std::size_t& numkeys) const {
     auto const ttl = std::chrono::duration_cast<std::chrono::milliseconds>(entry.retain_until() - clock::now()).count();
     if (ttl <= 0) return std::nullopt;
     std::string value = encode_entry(entry);
@@ -162,10 +170,14 @@ private:
         a.add(keys_.index(c.name));
         ++numkeys;
       }
+    if (!token.empty()) {
+      a.add(keys_.lock(key));
+      ++numkeys;
+    }
     a.add(conditions.size());
     for (auto const& c : conditions) a.add(c.expected);
     for (auto const& c : conditions) a.view(c.create ? "1" : "0");
-    a.add(std::move(value)).add(ttl).add(key).add(detail::redis_prune_budget);
+    a.add(std::move(value)).add(ttl).add(key).add(detail::redis_prune_budget).add(token);
     return a;
   }
 
@@ -208,6 +220,26 @@ private:
     a.add(keys_.lock(key)).add(keys_.waiters(key)).add(token).add(std::max<std::int64_t>(1, ttl.count()));
     return a;
   }
+  // The lock's keys, then the MGET's of read().
+  detail::redis_args lock_read_args(std::string const& key, std::span<std::string_view const> names, std::string const& token,
+                                    std::chrono::milliseconds ttl) const {
+    auto a = detail::redis_connection::script_args();
+    a.add(keys_.lock(key)).add(keys_.waiters(key)).add(keys_.page(key)).add(keys_.pass(key));
+    for (auto const n : names) a.add(keys_.counter(n));
+    for (auto const n : names) a.add(keys_.floor(n));
+    a.add(token).add(std::max<std::int64_t>(1, ttl.count()));
+    return a;
+  }
+  auto lock_read_reply(std::string token, std::size_t n) const {
+    return [this, token = std::move(token), n](redisReply const* r) {
+      if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_INTEGER ||
+          (r->element[0]->integer == 1) != (r->elements == 2))
+        throw detail::redis_reply_error(detail::redis_lock_read_script().name, r);
+      if (r->element[0]->integer != 1) return locked_read{};
+      return locked_read{token, read_reply(r->element[1], n)};
+    };
+  }
+
   static auto lock_reply(std::string token) {
     return [token = std::move(token)](redisReply const* r) -> std::optional<std::string> {
       if (r->type != REDIS_REPLY_INTEGER) throw detail::redis_reply_error(detail::redis_lock_script().name, r);
@@ -267,6 +299,17 @@ private:
     }
   }
 
+  // The counters of an entry's tags that `names` does not hold: a second trip.
+  void complete(stored_read& out, std::span<std::string_view const> names) {
+    if (out.entry) append_entry_counters(out, names, read_counters(unnamed_tags(out, names)));
+  }
+  boost::asio::awaitable<void> async_complete(stored_read& out, std::span<std::string_view const> names) {
+    if (!out.entry) co_return;
+    auto const unnamed = unnamed_tags(out, names);
+    auto const extra = co_await async_read_counters(unnamed);
+    append_entry_counters(out, names, extra);
+  }
+
   // A counter reply: nil or anything but a decimal number reads as 0 (no
   // counter), which no entry records.
   static std::uint64_t parse_counter(redisReply const* r) {
@@ -283,17 +326,12 @@ public:
   // only for tags the entry recorded that `names` does not hold.
   stored_read read(std::string const& key, std::span<std::string_view const> names) {
     auto out = command(read_what, mget_args(key, names), [&](redisReply const* r) { return read_reply(r, names.size()); });
-    if (!out.entry) return out;
-    auto const unnamed = unnamed_tags(out, names);
-    append_entry_counters(out, names, read_counters(unnamed));
+    complete(out, names);
     return out;
   }
   boost::asio::awaitable<stored_read> async_read(std::string const& key, std::span<std::string_view const> names) {
     auto out = co_await async_command(read_what, mget_args(key, names), [&](redisReply const* r) { return read_reply(r, names.size()); });
-    if (!out.entry) co_return out;
-    auto const unnamed = unnamed_tags(out, names);
-    auto const extra = co_await async_read_counters(unnamed);
-    append_entry_counters(out, names, extra);
+    co_await async_complete(out, names);
     co_return out;
   }
 
@@ -307,16 +345,31 @@ public:
   }
 
   bool write_if(std::string const& key, std::shared_ptr<cached_response const> entry, std::span<write_condition const> conditions) {
-    std::size_t numkeys = 0;
-    auto a = write_if_args(key, *entry, conditions, numkeys);
-    if (!a) return true; // expired already: nothing to keep, nothing refused
-    return eval(detail::redis_write_if_script(), numkeys, std::move(*a), integer_is_one);
+    return write_if(key, std::move(entry), conditions, {});
   }
   boost::asio::awaitable<bool> async_write_if(std::string const& key, std::shared_ptr<cached_response const> entry,
                                               std::span<write_condition const> conditions) {
+    co_return co_await async_write_if(key, std::move(entry), conditions, {});
+  }
+  // The same, releasing the fill lock `token` holds in the same script.
+  bool write_if(std::string const& key, std::shared_ptr<cached_response const> entry, std::span<write_condition const> conditions,
+                std::string const& token) {
     std::size_t numkeys = 0;
-    auto a = write_if_args(key, *entry, conditions, numkeys);
-    if (!a) co_return true;
+    auto a = write_if_args(key, *entry, conditions, token, numkeys);
+    if (!a) { // expired already: nothing to keep, nothing refused
+      if (!token.empty()) release_fill_lock(key, token);
+      return true;
+    }
+    return eval(detail::redis_write_if_script(), numkeys, std::move(*a), integer_is_one);
+  }
+  boost::asio::awaitable<bool> async_write_if(std::string const& key, std::shared_ptr<cached_response const> entry,
+                                              std::span<write_condition const> conditions, std::string const& token) {
+    std::size_t numkeys = 0;
+    auto a = write_if_args(key, *entry, conditions, token, numkeys);
+    if (!a) {
+      if (!token.empty()) co_await async_release_fill_lock(key, token);
+      co_return true;
+    }
     co_return co_await async_eval(detail::redis_write_if_script(), numkeys, std::move(*a), integer_is_one);
   }
 
@@ -353,6 +406,22 @@ public:
   boost::asio::awaitable<std::optional<std::string>> async_try_fill_lock(std::string const& key, std::chrono::milliseconds ttl) {
     auto token = fmt::format("{:016x}", detail::fresh_generation());
     co_return co_await async_eval(detail::redis_lock_script(), 2, lock_args(key, token, ttl), lock_reply(token));
+  }
+  // The lock and, when taken, read(key, names) in one script.
+  locked_read lock_and_read(std::string const& key, std::span<std::string_view const> names, std::chrono::milliseconds ttl) {
+    auto token = fmt::format("{:016x}", detail::fresh_generation());
+    auto out = eval(detail::redis_lock_read_script(), 4 + 2 * names.size(), lock_read_args(key, names, token, ttl),
+                    lock_read_reply(token, names.size()));
+    complete(out.read, names);
+    return out;
+  }
+  boost::asio::awaitable<locked_read> async_lock_and_read(std::string const& key, std::span<std::string_view const> names,
+                                                          std::chrono::milliseconds ttl) {
+    auto token = fmt::format("{:016x}", detail::fresh_generation());
+    auto out = co_await async_eval(detail::redis_lock_read_script(), 4 + 2 * names.size(), lock_read_args(key, names, token, ttl),
+                                   lock_read_reply(token, names.size()));
+    co_await async_complete(out.read, names);
+    co_return out;
   }
   void release_fill_lock(std::string const& key, std::string const& token) {
     eval(detail::redis_unlock_script(), 1, unlock_args(key, token), integer_is_one);
@@ -403,7 +472,8 @@ private:
 };
 
 static_assert(store_primitives<redis_store>);
+static_assert(async_fused_store_primitives<redis_store>);
 static_assert(store_backend<redis_backend>);
-static_assert(fill_locking<redis_backend> && pass_marking<redis_backend>);
+static_assert(fused_fill_locking<redis_backend> && pass_marking<redis_backend>);
 
 } // namespace custom_cache_page

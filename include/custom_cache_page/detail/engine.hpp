@@ -14,8 +14,8 @@
 //            miss ─► join ─► following: wait_flight ─► lookup ─► answer │ fill
 //                      │
 //                      ▼ leading
-//                    lock ─► held: lookup ─► answer │ fill
-//                      │     elsewhere: pause ─► lookup ─► lock ... until the deadline
+//                    lock+lookup ─► held: answer │ fill
+//                      │            elsewhere: pause ─► lookup ─► lock ... until the deadline
 //                      ▼
 //                    fill: snapshot? ─► call_handler ─► store ─► answer_entry
 //                                                     └► (mark_pass) answer_response (not storable)
@@ -53,7 +53,8 @@ enum class step : std::uint8_t {
   lookup,            // backend.lookup(key(), tags()) -> looked_up / lookup_failed
   join,              // join the process's flight for key() -> joined
   try_lead,          // lead key()'s flight if nobody does (no waiting) -> joined
-  lock,              // backend.try_fill_lock(key(), coalesce_wait) -> locked
+  lock,              // backend.try_fill_lock(key(), coalesce_wait), with `read` the lookup under it
+                     // in the same trip (try_fill_lock_and_lookup) -> locked
   wait_flight,       // wait for the flight joined, at most `wait` -> flight_done
   pause,             // let `wait` pass (another process fills) -> paused
   snapshot,          // backend.tag_versions(tags()) -> snapshot_taken / snapshot_failed
@@ -87,6 +88,7 @@ struct action {
   // actions in the background, answering nobody (a stale-while-revalidate
   // refresh by a front end that can run one).
   bool background = false;
+  bool read = false; // lock: look key() up under the lock too
 };
 
 class engine {
@@ -144,7 +146,7 @@ public:
     }
     if (phase_ == phase::rereading_remote && now < deadline_ && !pass_marked_) {
       phase_ = phase::relocking;
-      return {step::lock};
+      return lock();
     }
     // The newest counters the fill can be built under (a failed read
     // leaves none: they are then read apart).
@@ -171,22 +173,23 @@ public:
       a.background = true;
       return a;
     }
-    return {step::lock};
+    return lock();
   }
 
   // The stale entry has been answered; the refresh goes on.
   action detached() {
     detached_ = true;
-    return {step::lock};
+    return lock();
   }
 
-  action locked(lock_outcome outcome, time_point now = clock_now()) {
+  // `read`: what the lookup under a held lock found (empty otherwise).
+  action locked(lock_outcome outcome, lookup_result read, http::request_header<> const& req, time_point now = clock_now()) {
     if (outcome == lock_outcome::failed) stats_.error(); // a store that is down must not make requests wait
     bool const held = outcome != lock_outcome::elsewhere;
     if (phase_ == phase::revalidating) return held ? classify_stale() : stale_answer("; detail=revalidating");
     if (held) {
       phase_ = phase::rereading; // a fill that ended meanwhile (here or elsewhere) left its entry
-      return {step::lookup};
+      return looked_up(std::move(read), req, now);
     }
     if (phase_ != phase::relocking) {
       deadline_ = now + o_.coalesce_wait;
@@ -342,6 +345,13 @@ private:
     if (judged_.state != freshness::revalidate_stale) return classify_stale();
     phase_ = phase::revalidating; // one request refreshes; the others answer stale meanwhile
     return {step::try_lead};
+  }
+
+  // A refresh of a stale entry needs no re-read: it refills.
+  action lock() const {
+    action a{step::lock};
+    a.read = phase_ != phase::revalidating;
+    return a;
   }
 
   // A stale entry that is not answered now may still stand in for a

@@ -43,6 +43,11 @@ public:
     }
   }
 
+  // Empty when none is held.
+  std::string const& token() const { return token_; }
+  // Released already (with the store): nothing left to do.
+  void released() { token_.clear(); }
+
 private:
   static boost::asio::awaitable<void> release(any_backend backend, std::string key, std::string token) {
     try {

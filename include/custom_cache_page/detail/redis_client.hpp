@@ -261,6 +261,12 @@ public:
 
   redis_options const& options() const { return options_; }
   redis_counters& counters() { return counters_; }
+  // A command answered on a non-blocking connection (which counts its own
+  // connects and failures): one round trip for the request that awaited it.
+  void count_round_trip() {
+    counters_.round_trips.fetch_add(1, std::memory_order_relaxed);
+    counters_.commands.fetch_add(1, std::memory_order_relaxed);
+  }
   bool breaker_open() const { return breaker_.is_open(); }
   std::size_t open_connections() const { return pool_.open_connections(); }
 

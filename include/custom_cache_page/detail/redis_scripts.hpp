@@ -97,32 +97,54 @@ local function index_add(index, member, ttl, now, budget)
 end
 )lua";
 
+// Fill locks: taken (or a waiter noted) and released by token.
+inline constexpr std::string_view redis_lua_fill_lock = R"lua(
+local function take_lock(lock, waiters, token, ms)
+  if redis.call('SET', lock, token, 'NX', 'PX', ms) then return true end
+  redis.call('SET', waiters, '1', 'PX', ms)
+  return false
+end
+local function release_lock(lock, token)
+  if redis.call('GET', lock) == token then return redis.call('DEL', lock) end
+  return 0
+end
+)lua";
+
 // The conditional write (store_primitives.hpp): when every counter holds
 // its expected value, or is missing and may be created, creates those at
 // their expected values, keeps every counter at least as long as the page,
 // stores the page and indexes it under its plain tags.
-// KEYS: page, the n counters, then the indexes.
+// KEYS: page, the n counters, then the indexes, then with a token the lock.
 // ARGV: n, the n expected values, the n create flags ('1' or '0'), value,
-// ttl ms, member, prune budget.
+// ttl ms, member, prune budget, and a fill lock's token or '': the lock,
+// when the token still holds it, is released after the write either way.
 // Returns 1 when stored, 0 when a condition failed.
 inline redis_script const& redis_write_if_script() {
-  static redis_script const s = make_redis_script("redis write_if (EVALSHA)", std::string(redis_lua_library) + R"lua(
+  static redis_script const s = make_redis_script("redis write_if (EVALSHA)", std::string(redis_lua_library) + std::string(redis_lua_fill_lock) + R"lua(
 local n = tonumber(ARGV[1])
-for i = 1, n do
-  local current = redis.call('GET', KEYS[i + 1])
-  local create = ARGV[n + i + 1] == '1'
-  if (current or '0') ~= ARGV[i + 1] and not (not current and create) then return 0 end
+local token = ARGV[2 * n + 6]
+local last = #KEYS
+if token ~= '' then last = last - 1 end
+local function write()
+  for i = 1, n do
+    local current = redis.call('GET', KEYS[i + 1])
+    local create = ARGV[n + i + 1] == '1'
+    if (current or '0') ~= ARGV[i + 1] and not (not current and create) then return 0 end
+  end
+  local ttl = tonumber(ARGV[2 * n + 3])
+  for i = 1, n do
+    if ARGV[n + i + 1] == '1' then redis.call('SET', KEYS[i + 1], ARGV[i + 1], 'NX', 'PX', ttl) end
+    redis.call('PEXPIRE', KEYS[i + 1], ttl, 'GT')
+  end
+  redis.call('SET', KEYS[1], ARGV[2 * n + 2], 'PX', ttl)
+  local now = now_ms()
+  local budget = tonumber(ARGV[2 * n + 5])
+  for i = n + 2, last do index_add(KEYS[i], ARGV[2 * n + 4], ttl, now, budget) end
+  return 1
 end
-local ttl = tonumber(ARGV[2 * n + 3])
-for i = 1, n do
-  if ARGV[n + i + 1] == '1' then redis.call('SET', KEYS[i + 1], ARGV[i + 1], 'NX', 'PX', ttl) end
-  redis.call('PEXPIRE', KEYS[i + 1], ttl, 'GT')
-end
-redis.call('SET', KEYS[1], ARGV[2 * n + 2], 'PX', ttl)
-local now = now_ms()
-local budget = tonumber(ARGV[2 * n + 5])
-for i = n + 2, #KEYS do index_add(KEYS[i], ARGV[2 * n + 4], ttl, now, budget) end
-return 1
+local stored = write()
+if token ~= '' then release_lock(KEYS[#KEYS], token) end
+return stored
 )lua");
   return s;
 }
@@ -194,10 +216,19 @@ return {redis.call('GET', KEYS[1]), step[1], step[2]}
 // Takes a fill lock, or notes that a fill is waited for.
 // KEYS: lock, waiters; ARGV: token, hold time ms. Returns 1 when taken.
 inline redis_script const& redis_lock_script() {
-  static redis_script const s = make_redis_script("redis fill lock (EVALSHA)", R"lua(
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
-return 0
+  static redis_script const s = make_redis_script("redis fill lock (EVALSHA)", std::string(redis_lua_fill_lock) + R"lua(
+return take_lock(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) and 1 or 0
+)lua");
+  return s;
+}
+
+// The fill lock as above and, when taken, the read under it (the MGET of
+// redis_store::read): KEYS: lock, waiters, then the MGET's keys; ARGV:
+// token, hold time ms. Returns {1, {MGET's reply}} when taken, else {0}.
+inline redis_script const& redis_lock_read_script() {
+  static redis_script const s = make_redis_script("redis fill lock and read (EVALSHA)", std::string(redis_lua_fill_lock) + R"lua(
+if take_lock(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) then return {1, redis.call('MGET', unpack(KEYS, 3))} end
+return {0}
 )lua");
   return s;
 }
@@ -217,9 +248,8 @@ return 1
 // Releases a fill lock if the caller's token still holds it (an expired
 // lock may have passed to another process). KEYS: lock; ARGV: token.
 inline redis_script const& redis_unlock_script() {
-  static redis_script const s = make_redis_script("redis fill unlock (EVALSHA)", R"lua(
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+  static redis_script const s = make_redis_script("redis fill unlock (EVALSHA)", std::string(redis_lua_fill_lock) + R"lua(
+return release_lock(KEYS[1], ARGV[1])
 )lua");
   return s;
 }
