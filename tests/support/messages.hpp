@@ -7,6 +7,8 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace ccp_test {
@@ -58,6 +60,20 @@ inline http::request<http::string_body> make_request(http::verb method, std::str
   req.body() = std::move(body);
   if (!req.body().empty()) req.prepare_payload();
   return req;
+}
+
+// A GET of `target` through a cached handler, received.
+received get(auto const& handler, std::string target, std::vector<std::pair<std::string, std::string>> headers = {}) {
+  return receive(handler(make_request(http::verb::get, std::move(target), std::move(headers))));
+}
+
+// A request header with `target` (no body), for the key helpers.
+inline http::request_header<> make_header(std::string_view target, http::verb method = http::verb::get) {
+  http::request_header<> h;
+  h.method(method);
+  h.target(boost::beast::string_view(target.data(), target.size()));
+  h.version(11);
+  return h;
 }
 
 } // namespace ccp_test

@@ -52,9 +52,7 @@ struct harness {
   }
 };
 
-ccp_test::received get(auto const& handler, std::string target, std::vector<std::pair<std::string, std::string>> headers = {}) {
-  return receive(handler(make_request(http::verb::get, std::move(target), std::move(headers))));
-}
+using ccp_test::get;
 
 } // namespace
 

@@ -5,6 +5,7 @@
 
 #include "../support/messages.hpp"
 #include "../support/silent_server.hpp"
+#include "../support/helpers.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -29,6 +30,7 @@
 #include <vector>
 
 namespace ccp = custom_cache_page;
+using ccp_test::what_of;
 namespace http = boost::beast::http;
 using namespace std::chrono_literals;
 
@@ -178,16 +180,6 @@ std::string emitted(ccp::cdn_header_backend& b, std::vector<ccp::tag_version> co
   std::string value(f[std::string(b.tag_syntax().header)]);
   if (out != nullptr) *out = f;
   return value;
-}
-
-template <class Fn>
-std::string what_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (std::exception const& e) {
-    return e.what();
-  }
-  return "<no exception>";
 }
 
 // n tags of `size` bytes each, distinct: "t0001-xxxx...".

@@ -6,6 +6,7 @@
 #include <custom_cache_page/registry.hpp>
 
 #include "../support/scoped_env.hpp"
+#include "../support/helpers.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -16,6 +17,8 @@
 #include <vector>
 
 namespace ccp = custom_cache_page;
+using ccp_test::what_of;
+using ccp_test::entry_with;
 using ccp_test::scoped_env;
 using namespace std::chrono_literals;
 
@@ -73,25 +76,6 @@ std::shared_ptr<recording_backend> member(std::string header, std::uint64_t vers
   b->header = std::move(header);
   b->version = version;
   return b;
-}
-
-std::shared_ptr<ccp::cached_response> entry_with(std::vector<ccp::tag_version> tags) {
-  auto e = std::make_shared<ccp::cached_response>();
-  e->body = "page";
-  e->stored_at = ccp::cached_response::clock::now();
-  e->expires_at = e->stored_at + 60s;
-  e->tags = std::move(tags);
-  return e;
-}
-
-template <class Fn>
-std::string what_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (std::exception const& e) {
-    return e.what();
-  }
-  return "<no exception>";
 }
 
 bool contains(std::string const& text, std::string const& part) { return text.find(part) != std::string::npos; }

@@ -4,6 +4,8 @@
 
 #include <boost/url/parse.hpp>
 
+#include "../support/messages.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -20,13 +22,7 @@ namespace http = boost::beast::http;
 
 namespace {
 
-http::request_header<> make_header(std::string_view target, http::verb method = http::verb::get) {
-  http::request_header<> h;
-  h.method(method);
-  h.target(boost::beast::string_view(target.data(), target.size()));
-  h.version(11);
-  return h;
-}
+using ccp_test::make_header;
 
 // The header must outlive the view, so the key is computed here.
 std::string key_of(std::string_view target) {

@@ -4,6 +4,7 @@
 #include <custom_cache_page/backends/memory_backend.hpp>
 
 #include "../support/scoped_env.hpp"
+#include "../support/helpers.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -21,6 +22,8 @@
 #include <vector>
 
 namespace ccp = custom_cache_page;
+using ccp_test::what_of;
+using ccp_test::entry_with;
 using ccp_test::scoped_env;
 using namespace std::chrono_literals;
 
@@ -49,25 +52,6 @@ struct flaky_backend {
   }
 };
 static_assert(ccp::store_backend<flaky_backend>);
-
-template <class Fn>
-std::string what_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (std::exception const& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-
-std::shared_ptr<ccp::cached_response> entry_with(std::vector<ccp::tag_version> tags) {
-  auto e = std::make_shared<ccp::cached_response>();
-  e->body = "page";
-  e->stored_at = ccp::cached_response::clock::now();
-  e->expires_at = e->stored_at + 60s;
-  e->tags = std::move(tags);
-  return e;
-}
 
 // Counts its own destruction, so a test can tell when the registry and the
 // requests that used it have let it go.

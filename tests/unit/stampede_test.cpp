@@ -72,10 +72,7 @@ struct stampede {
   }
 };
 
-ccp_test::received get(auto const& handler, std::string target,
-                       std::vector<std::pair<std::string, std::string>> headers = {}) {
-  return receive(handler(make_request(http::verb::get, std::move(target), std::move(headers))));
-}
+using ccp_test::get;
 
 // `n` concurrent GETs of the targets `target_of(i)`, started together.
 std::vector<ccp_test::received> concurrently(auto const& handler, int n, std::function<std::string(int)> target_of,

@@ -3,6 +3,8 @@
 #include <custom_cache_page/tags.hpp>
 #include <custom_cache_page/versioned.hpp>
 
+#include "../support/messages.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -18,12 +20,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-http::request_header<> make_header(std::string_view target) {
-  http::request_header<> h;
-  h.method(http::verb::get);
-  h.target(boost::beast::string_view(target.data(), target.size()));
-  return h;
-}
+using ccp_test::make_header;
 
 bool printable(std::string const& s) {
   return std::all_of(s.begin(), s.end(), [](char c) {
