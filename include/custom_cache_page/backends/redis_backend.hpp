@@ -118,10 +118,14 @@ private:
   // MGET [page pass] counter... floor... for `names`.
   detail::redis_args mget_args(std::optional<std::string_view> key, std::span<std::string_view const> names) const {
     detail::redis_args a{"MGET"};
+    add_read_keys(a, key, names);
+    return a;
+  }
+  // What read() fetches: [page pass] counter... floor...
+  void add_read_keys(detail::redis_args& a, std::optional<std::string_view> key, std::span<std::string_view const> names) const {
     if (key) a.add(keys_.page(*key)).add(keys_.pass(*key));
     for (auto const n : names) a.add(keys_.counter(n));
     for (auto const n : names) a.add(keys_.floor(n));
-    return a;
   }
 
   // The page decoded (a miss when it does not decode, counted, or has
@@ -224,9 +228,8 @@ private:
   detail::redis_args lock_read_args(std::string const& key, std::span<std::string_view const> names, std::string const& token,
                                     std::chrono::milliseconds ttl) const {
     auto a = detail::redis_connection::script_args();
-    a.add(keys_.lock(key)).add(keys_.waiters(key)).add(keys_.page(key)).add(keys_.pass(key));
-    for (auto const n : names) a.add(keys_.counter(n));
-    for (auto const n : names) a.add(keys_.floor(n));
+    a.add(keys_.lock(key)).add(keys_.waiters(key));
+    add_read_keys(a, key, names);
     a.add(token).add(std::max<std::int64_t>(1, ttl.count()));
     return a;
   }
