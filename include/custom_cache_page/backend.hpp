@@ -189,6 +189,8 @@ public:
   }
   // Bumps an internal (guard) tag: stores only, never a CDN backend.
   void invalidate_internal_tag(std::string const& tag) const { self_->invalidate_internal_tag(tag); }
+  // Whether prepare_response adds anything (CDN backends, composites of them).
+  bool decorates() const { return self_->decorates(); }
   // Decorates a response carrying an entry's `tags`: the backend sees
   // their public names.
   void prepare_response(boost::beast::http::fields& f, std::span<tag_version const> tags) const {

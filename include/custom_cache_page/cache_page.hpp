@@ -272,7 +272,7 @@ private:
       if (a.what == step::rethrow) std::rethrow_exception(thrown_);
       if (a.what == step::answer_response) return h_.pass_through(std::move(*res_), en_.params());
       if (lease_ && !a.background) lease_.finish(a.flight_stored);
-      return detail::answer_from(std::move(a.entry), request(), backend_,
+      return detail::answer_from(std::move(a.entry), request(),
                                  {a.kind, en_.params(), h_.self_->options.cache_status_name, keep_alive_});
     }
 
@@ -427,10 +427,11 @@ private:
       return en_.response(res_->base(), detail::body_bytes<body_type>(res_->body()), ctx_, request());
     }
 
-    // The response's body moves into the entry; false when the backend
-    // keeps no entries (it is then not asked to store).
+    // The response's body moves into the entry, which is sealed; false
+    // when the backend keeps no entries (it is then not asked to store).
     bool fill_body(cached_response& e) {
       e.body = detail::take_body<body_type>(res_->body());
+      detail::seal(e, backend_);
       return backend_.keeps_entries();
     }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <boost/beast/core/string.hpp>
+#include <boost/beast/http/field.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -51,6 +52,14 @@ struct cached_response {
   // value it had for the request this response was built for.
   std::vector<std::pair<std::string, std::string>> vary;
 
+  // `headers` as they go out, serialised once (detail::seal_head): every
+  // answer sends this block as one buffer. The validators a 304 repeats
+  // come first (head_validators bytes); an upstream Cache-Status is kept
+  // apart, ours is appended to it on each answer.
+  std::string head;
+  std::size_t head_validators = 0;
+  std::string upstream_cache_status;
+
   // Until when a store keeps the entry: its freshness plus the longer
   // stale window.
   clock::time_point retain_until() const {
@@ -66,7 +75,7 @@ struct cached_response {
 
   // What the entry occupies in memory, counted for byte budgets.
   std::size_t footprint() const {
-    std::size_t n = sizeof(cached_response) + body.capacity();
+    std::size_t n = sizeof(cached_response) + body.capacity() + head.capacity() + upstream_cache_status.capacity();
     for (auto const& [k, v] : headers) n += sizeof(std::pair<std::string, std::string>) + k.capacity() + v.capacity();
     for (auto const& t : tags) n += sizeof(tag_version) + t.name.capacity();
     for (auto const& [k, v] : vary) n += sizeof(std::pair<std::string, std::string>) + k.capacity() + v.capacity();
@@ -167,6 +176,79 @@ inline cached_response::clock::time_point from_us(std::int64_t us) {
       std::chrono::duration_cast<cached_response::clock::duration>(std::chrono::microseconds(us)));
 }
 
+// Fields never replayed from a stored response: hop-by-hop (RFC 9110
+// §7.6.1), Set-Cookie, and those computed for each answer.
+inline bool never_replayed(boost::beast::http::field f) {
+  using boost::beast::http::field;
+  switch (f) {
+  case field::connection: case field::keep_alive: case field::proxy_authenticate: case field::proxy_authorization:
+  case field::proxy_connection: case field::te: case field::trailer: case field::transfer_encoding: case field::upgrade:
+  case field::set_cookie: case field::set_cookie2: case field::age: case field::content_length: case field::date:
+    return true;
+  default:
+    return false;
+  }
+}
+
+// What a 304 repeats of the 200 (RFC 9110 §15.4.5, RFC 9111 §4.3.4).
+inline bool validator_field(std::string_view name) {
+  using boost::beast::iequals;
+  return iequals(name, "ETag") || iequals(name, "Cache-Control") || iequals(name, "Expires") || iequals(name, "Vary") ||
+         iequals(name, "Last-Modified") || iequals(name, "Content-Location");
+}
+
+// Limits a decoded field must keep: no store can make us replay more.
+inline constexpr std::size_t max_field_name = 256;
+inline constexpr std::size_t max_field_value = 16384;
+
+// A field this library would have stored and may send as is: a token for a
+// name (RFC 9110 §5.1), a value without CR, LF or NUL (§5.5), not one that
+// is never replayed. Anything else in a stored entry is tampering.
+inline bool replayable_field(std::string_view name, std::string_view value) {
+  static constexpr std::string_view tchar = "!#$%&'*+-.^_`|~";
+  auto const is_tchar = [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || tchar.find(c) != std::string_view::npos;
+  };
+  if (name.empty() || name.size() > max_field_name || value.size() > max_field_value) return false;
+  if (!std::all_of(name.begin(), name.end(), is_tchar)) return false;
+  if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) return false;
+  return !never_replayed(boost::beast::http::string_to_field(name));
+}
+
+// A status a stored entry may have, with a body only where one is allowed
+// (RFC 9110 §15.3.5, §15.4.5).
+inline bool replayable_status(unsigned status, std::size_t body_size) {
+  if (status < 200 || status > 599) return false;
+  return body_size == 0 || (status != 204 && status != 304);
+}
+
+inline void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+// Fills e.head, e.head_validators and e.upstream_cache_status from
+// e.headers (see cached_response).
+inline void seal_head(cached_response& e) {
+  std::size_t size = 0;
+  for (auto const& [n, v] : e.headers) size += n.size() + v.size() + 4;
+  e.head.clear();
+  e.head.reserve(size);
+  e.upstream_cache_status.clear();
+  for (bool validators : {true, false}) {
+    for (auto const& [n, v] : e.headers) {
+      if (boost::beast::iequals(n, "Cache-Status")) {
+        if (!validators) e.upstream_cache_status.append(e.upstream_cache_status.empty() ? "" : ", ").append(v);
+      } else if (validator_field(n) == validators) {
+        append_field(e.head, n, v);
+      }
+    }
+    if (validators) e.head_validators = e.head.size();
+  }
+}
+
 } // namespace detail
 
 inline std::string encode_entry(cached_response const& e) {
@@ -200,7 +282,10 @@ inline std::string encode_entry(cached_response const& e) {
 }
 
 // The entry, or nothing when `bytes` is not exactly one well-formed entry of
-// a format version this library reads.
+// a format version this library reads, or holds what this library would
+// never have stored (a field that is not replayable, a status outside
+// 200-599, a body on a 204 or 304): a store others can write to cannot make
+// it split or forge a response.
 inline std::optional<cached_response> decode_entry(std::string_view bytes) {
   detail::entry_reader r(bytes);
   if (r.take(detail::entry_magic.size()) != detail::entry_magic) return std::nullopt;
@@ -217,6 +302,7 @@ inline std::optional<cached_response> decode_entry(std::string_view bytes) {
   for (auto n = r.count(8); n > 0 && r.ok(); --n) {
     auto name = r.bytes();
     auto value = r.bytes();
+    if (!detail::replayable_field(name, value)) return std::nullopt;
     e.headers.emplace_back(std::move(name), std::move(value));
   }
   for (auto n = r.count(13); n > 0 && r.ok(); --n) {
@@ -235,7 +321,8 @@ inline std::optional<cached_response> decode_entry(std::string_view bytes) {
     e.vary.emplace_back(std::move(name), std::move(value));
   }
   e.body = r.bytes();
-  if (!r.ok() || !r.at_end() || e.status < 100 || e.status > 999) return std::nullopt;
+  if (!r.ok() || !r.at_end() || !detail::replayable_status(e.status, e.body.size())) return std::nullopt;
+  detail::seal_head(e);
   return e;
 }
 

@@ -18,6 +18,7 @@ namespace http = boost::beast::http;
 struct received {
   http::response<http::string_body> response;
   std::vector<char const*> buffer_addresses; // start of every buffer serialised
+  int writes = 0; // buffer sequences prepared: the writes a socket would see
   std::string const& body() const { return response.body(); }
   std::string header(boost::beast::string_view name) const { return std::string(response[name]); }
   std::string cache_status() const { return header("Cache-Status"); }
@@ -30,6 +31,7 @@ inline received receive(http::message_generator gen, bool head = false) {
   boost::beast::error_code ec;
   while (!gen.is_done()) {
     auto buffers = gen.prepare(ec);
+    ++out.writes;
     if (ec) throw std::runtime_error("serialising the response failed: " + ec.message());
     std::size_t n = 0;
     for (auto const& b : buffers) {

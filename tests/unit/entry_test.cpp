@@ -64,8 +64,9 @@ void put_u32(std::string& s, std::size_t at, std::uint32_t v) {
 // A decoded entry must at least be self-consistent.
 void check_sane(std::optional<ccp::cached_response> const& e) {
   if (!e) return;
-  CHECK(e->status >= 100);
-  CHECK(e->status <= 999);
+  CHECK(e->status >= 200);
+  CHECK(e->status <= 599);
+  for (auto const& [n, v] : e->headers) CHECK(ccp::detail::replayable_field(n, v));
 }
 
 } // namespace
@@ -83,14 +84,14 @@ TEST_CASE("encode_entry / decode_entry round trip", "[entry]") {
 
 TEST_CASE("an empty entry and extreme values round trip", "[entry]") {
   ccp::cached_response e;
-  e.status = 999;
+  e.status = 599;
   e.stored_at = at_us(-1); // before the epoch
   e.expires_at = at_us(0);
   auto d = ccp::decode_entry(ccp::encode_entry(e));
   REQUIRE(d);
   check_equal(*d, e);
 
-  e.status = 100;
+  e.status = 200;
   e.body = std::string(100'000, '\0');
   d = ccp::decode_entry(ccp::encode_entry(e));
   REQUIRE(d);
@@ -163,15 +164,58 @@ TEST_CASE("magic and format version are checked", "[entry]") {
   CHECK_FALSE(ccp::decode_entry("CCPE").has_value());
 }
 
-TEST_CASE("a status outside 100..999 is rejected", "[entry]") {
+TEST_CASE("a status this library never replays is rejected: outside 200..599, a body on 204 or 304", "[entry]") {
   auto bytes = ccp::encode_entry(sample_entry());
-  for (std::uint16_t status : {0, 99, 1000, 65535}) {
+  for (std::uint16_t status : {0, 99, 100, 101, 199, 204, 304, 600, 999, 65535}) {
     auto wrong = bytes;
     wrong[status_offset] = static_cast<char>(status & 0xff);
     wrong[status_offset + 1] = static_cast<char>(status >> 8);
     INFO("status " << status);
     CHECK_FALSE(ccp::decode_entry(wrong).has_value());
   }
+  ccp::cached_response empty;
+  for (unsigned status : {204u, 304u}) {
+    empty.status = status;
+    CHECK(ccp::decode_entry(ccp::encode_entry(empty)).has_value());
+  }
+}
+
+TEST_CASE("a stored field that could split or forge a response is rejected", "[entry][security]") {
+  // A store others can write to: each entry still decodes as to its
+  // layout, but holds what this library would never have stored.
+  std::vector<std::pair<std::string, std::string>> const forged = {
+      {"X-Evil", "a\r\nSet-Cookie: session=stolen"},
+      {"X-Evil", "a\nb"},
+      {"X-Evil", std::string("a\0b", 3)},
+      {"X Evil", "v"},
+      {"X-Evil:", "v"},
+      {"", "v"},
+      {std::string(300, 'n'), "v"},
+      {"X-Long", std::string(20000, 'v')},
+      {"Content-Length", "0"},
+      {"Transfer-Encoding", "chunked"},
+      {"Connection", "close"},
+      {"Set-Cookie", "session=stolen"},
+  };
+  for (auto const& [name, value] : forged) {
+    auto e = sample_entry();
+    e.headers.emplace_back(name, value);
+    INFO(name << ": " << value.substr(0, 40));
+    CHECK_FALSE(ccp::decode_entry(ccp::encode_entry(e)).has_value());
+  }
+  auto fine = sample_entry();
+  fine.headers.emplace_back("X-Fine", "tab\tand \x80 obs-text are field content");
+  CHECK(ccp::decode_entry(ccp::encode_entry(fine)).has_value());
+}
+
+TEST_CASE("a decoded entry is sealed: validators first, the upstream Cache-Status apart", "[entry]") {
+  ccp::cached_response e;
+  e.headers = {{"Content-Type", "text/html"}, {"Cache-Status", "origin; hit"}, {"ETag", "\"x\""}, {"Vary", "Accept"}};
+  auto const d = ccp::decode_entry(ccp::encode_entry(e));
+  REQUIRE(d);
+  CHECK(d->head == "ETag: \"x\"\r\nVary: Accept\r\nContent-Type: text/html\r\n");
+  CHECK(d->head_validators == std::string_view("ETag: \"x\"\r\nVary: Accept\r\n").size());
+  CHECK(d->upstream_cache_status == "origin; hit");
 }
 
 TEST_CASE("every single-byte corruption of the header area decodes or is rejected", "[entry]") {

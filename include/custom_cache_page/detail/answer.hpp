@@ -1,20 +1,21 @@
 // An answer built from a stored entry, as the engine decided it: the full
 // response, a HEAD's header, or 304 when the request's validators match.
-// Shared by every front end; pure apart from the backend's decoration.
+// Shared by every front end: the entry's sealed header block goes out as
+// is (detail/replay.hpp); what differs per answer is written here.
 #pragma once
 
 #include <custom_cache_page/backend.hpp>
 #include <custom_cache_page/detail/engine.hpp>
 #include <custom_cache_page/detail/http_semantics.hpp>
-#include <custom_cache_page/detail/shared_body.hpp>
+#include <custom_cache_page/detail/replay.hpp>
 
-#include <boost/beast/http/empty_body.hpp>
+#include <boost/assert.hpp>
+#include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message_generator.hpp>
 
-#include <charconv>
+#include <algorithm>
 #include <chrono>
 #include <memory>
-#include <string>
 #include <string_view>
 
 namespace custom_cache_page::detail {
@@ -26,67 +27,57 @@ struct answer_spec {
   bool keep_alive;              // the request's
 };
 
-// The Cache-Status parameters of a hit: its ttl (negative when stale) from
-// the same whole seconds as Age, so that the two agree.
-inline std::string hit_params(cached_response const& e, answer_kind kind, long long age, std::string_view tail) {
+// A new entry before it is stored: the backend's own fields (CDN tag
+// headers) join the handler's, and the whole is sealed into the block that
+// every answer sends.
+inline void seal(cached_response& e, any_backend const& b) {
+  if (b.decorates()) {
+    http::fields f;
+    for (auto const& [n, v] : e.headers) f.insert(n, v);
+    b.prepare_response(f, e.tags);
+    e.headers.clear();
+    for (auto const& field : f) e.headers.emplace_back(field.name_string(), field.value());
+  }
+  seal_head(e);
+}
+
+// Cache-Status for a hit: its ttl (negative when stale) from the same whole
+// seconds as Age, so that the two agree.
+inline void write_hit_status(answer_text& out, cached_response const& e, answer_kind kind, long long age) {
   using namespace std::chrono;
   auto const lifetime = duration_cast<seconds>(e.expires_at - e.stored_at).count();
   auto const remaining = kind == answer_kind::stale ? std::min<long long>(-1, lifetime - age) : std::max<long long>(0, lifetime - age);
-  char ttl[24];
-  std::string params;
-  params.reserve(32 + tail.size());
-  params.append(kind == answer_kind::stale ? "hit; fwd=stale; ttl=" : "hit; ttl=");
-  params.append(ttl, std::to_chars(ttl, ttl + sizeof ttl, remaining).ptr);
-  params.append(tail);
-  return params;
+  out << (kind == answer_kind::stale ? "hit; fwd=stale; ttl=" : "hit; ttl=") << remaining;
 }
 
-inline bool validator_field(http::field f) {
-  return f == http::field::etag || f == http::field::cache_control || f == http::field::expires || f == http::field::vary ||
-         f == http::field::last_modified || f == http::field::content_location;
-}
-
-template <class Fields>
-void replay_header(Fields& res, cached_response const& e, http::request_header<> const& req, any_backend const& b,
-                   answer_spec const& spec, bool validators_only) {
+// The fields computed for this answer, and the blank line that ends the header.
+inline void write_tail(answer_text& out, cached_response const& e, unsigned version, bool not_modified, answer_spec const& spec) {
   using namespace std::chrono;
-  for (auto const& [field, value] : e.headers) {
-    auto f = http::string_to_field(field);
-    if (validators_only && !validator_field(f)) continue;
-    // Cache-Control goes out as stored: Age says how old the copy is, and
-    // a downstream cache subtracts it (RFC 9111 §4.2.3, §5.1).
-    if (f != http::field::unknown) res.insert(f, value);
-    else res.insert(field, value);
-  }
-  std::string params(spec.params);
+  long long age = 0;
   if (spec.kind != answer_kind::filled) {
-    auto const age = std::max<long long>(0, duration_cast<seconds>(cached_response::clock::now() - e.stored_at).count());
-    res.set(http::field::age, std::to_string(age));
-    params = hit_params(e, spec.kind, age, spec.params);
+    age = std::max<long long>(0, duration_cast<seconds>(cached_response::clock::now() - e.stored_at).count());
+    out << "Age: " << age << "\r\n";
   }
-  res.set("Cache-Status", cache_status(res["Cache-Status"], spec.status_name, params));
-  res.version(req.version());
-  res.keep_alive(spec.keep_alive);
-  b.prepare_response(res.base(), e.tags);
+  if (!not_modified) out << "Content-Length: " << static_cast<long long>(e.body.size()) << "\r\n";
+  if (version >= 11 && !spec.keep_alive) out << "Connection: close\r\n";
+  if (version < 11 && spec.keep_alive) out << "Connection: keep-alive\r\n";
+  out << "Cache-Status: ";
+  if (!e.upstream_cache_status.empty()) out << e.upstream_cache_status << ", ";
+  out << spec.status_name << "; ";
+  if (spec.kind != answer_kind::filled) write_hit_status(out, e, spec.kind, age);
+  out << spec.params << "\r\n\r\n";
 }
 
 inline http::message_generator answer_from(std::shared_ptr<cached_response const> e, http::request_header<> const& req,
-                                           any_backend const& b, answer_spec const& spec) {
-  if (e->status == 200 && not_modified(req, *e)) {
-    http::response<http::empty_body> res{http::status::not_modified, req.version()};
-    replay_header(res, *e, req, b, spec, true);
-    return http::message_generator(std::move(res));
-  }
-  if (req.method() == http::verb::head) {
-    http::response<http::empty_body> res{static_cast<http::status>(e->status), req.version()};
-    replay_header(res, *e, req, b, spec, false);
-    res.content_length(e->body.size());
-    return http::message_generator(std::move(res));
-  }
-  http::response<shared_body> res{static_cast<http::status>(e->status), req.version()};
-  replay_header(res, *e, req, b, spec, false);
-  res.content_length(e->body.size());
-  res.body().entry = std::move(e);
+                                           answer_spec const& spec) {
+  BOOST_ASSERT(e->headers.empty() || !e->head.empty()); // sealed
+  bool const not_mod = e->status == 200 && not_modified(req, *e);
+  replay_response res{static_cast<http::status>(not_mod ? 304 : e->status), req.version()};
+  res.validators_only = not_mod;
+  res.send_body = !not_mod && req.method() != http::verb::head;
+  res.persistent = spec.keep_alive;
+  write_tail(res.tail, *e, req.version(), not_mod, spec);
+  res.entry = std::move(e);
   return http::message_generator(std::move(res));
 }
 

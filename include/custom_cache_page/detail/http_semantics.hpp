@@ -114,29 +114,11 @@ inline std::optional<not_stored_reason> not_storable(http::response_header<> con
   return std::nullopt;
 }
 
-// Fields not replayed from a stored response: hop-by-hop (RFC 9110 §7.6.1),
-// those named by Connection, Set-Cookie, and those computed per answer.
-// An upstream Cache-Status is kept: ours is appended to it on every answer.
+// Fields not replayed from a stored response (never_replayed, entry.hpp)
+// and those named by Connection. An upstream Cache-Status is kept: ours is
+// appended to it on every answer.
 inline bool stored_field(http::response_header<> const& res, http::field f, std::string_view name) {
-  switch (f) {
-  case http::field::connection:
-  case http::field::keep_alive:
-  case http::field::proxy_authenticate:
-  case http::field::proxy_authorization:
-  case http::field::proxy_connection:
-  case http::field::te:
-  case http::field::trailer:
-  case http::field::transfer_encoding:
-  case http::field::upgrade:
-  case http::field::set_cookie:
-  case http::field::set_cookie2:
-  case http::field::age:
-  case http::field::content_length:
-  case http::field::date:
-    return false;
-  default:
-    break;
-  }
+  if (never_replayed(f)) return false;
   bool listed = false;
   for (auto const& c : all_of_field(res, http::field::connection))
     for (auto const item : http::token_list(c.value())) listed = listed || iequals(item, name);
