@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, only when missing, the Debian 12 packages this project needs.
-# Usage: scripts/setup-debian.sh        (as root, or prints the sudo command)
+# Usage: scripts/setup-debian.sh [more packages]   (as root, or prints the sudo command)
 set -euo pipefail
 
 packages=(
@@ -8,6 +8,7 @@ packages=(
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev libfmt-dev libssl-dev libhiredis-dev
   catch2 libbenchmark-dev
   redis-server varnish varnish-modules wrk
+  "$@"
 )
 
 missing=()

@@ -11,6 +11,7 @@
 // tagged and purged in Varnish too:
 //   catalog_server --backend composite://memory,varnish        # Varnish on 127.0.0.1:6081
 //   catalog_server --backend 'composite://?member=memory://&member=varnish://127.0.0.1:6082'
+#include "../common/http_session.hpp"
 #include "catalog.hpp"
 
 #include <custom_cache_page/cdn.hpp>
@@ -436,39 +437,6 @@ asio::awaitable<http::message_generator> respond(routes& r, request req) {
   co_return res;
 }
 
-// One connection: requests in turn until the client or an error ends it.
-// Any read error, a malformed request included, ends the connection.
-asio::awaitable<void> serve(tcp::socket socket, routes& r) {
-  beast::tcp_stream stream(std::move(socket));
-  beast::flat_buffer buffer;
-  for (;;) {
-    request req;
-    stream.expires_after(std::chrono::seconds(30));
-    auto [read_error, read] = co_await http::async_read(stream, buffer, req, asio::as_tuple(asio::use_awaitable));
-    if (read_error) break;
-    http::message_generator msg = co_await respond(r, std::move(req));
-    bool const keep_alive = msg.keep_alive();
-    stream.expires_after(std::chrono::seconds(30));
-    auto [write_error, written] = co_await beast::async_write(stream, std::move(msg), asio::as_tuple(asio::use_awaitable));
-    if (write_error || !keep_alive) break;
-  }
-  beast::error_code ec;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-}
-
-// Each connection on a strand of its own.
-asio::awaitable<void> accept(tcp::acceptor& acceptor, routes& r) {
-  while (acceptor.is_open()) {
-    auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(acceptor.get_executor()),
-                                                       asio::as_tuple(asio::use_awaitable));
-    if (ec) continue;
-    // A response whose header and body leave in two writes would otherwise
-    // wait for the client's delayed ACK (40 ms) before its second part.
-    socket.set_option(tcp::no_delay(true), ec);
-    asio::co_spawn(socket.get_executor(), serve(tcp::socket(std::move(socket)), r), asio::detached);
-  }
-}
-
 // ---------------------------------------------------------------------------
 // Command line
 
@@ -597,11 +565,7 @@ int main(int argc, char** argv) {
   asio::io_context ioc(static_cast<int>(opts->threads));
   tcp::acceptor acceptor(ioc);
   beast::error_code ec;
-  tcp::endpoint const endpoint(asio::ip::make_address_v4("127.0.0.1"), opts->port);
-  if (acceptor.open(endpoint.protocol(), ec); !ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor.bind(endpoint, ec);
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
+  if (!ccp_examples::listen(acceptor, opts->port, ec)) {
     std::cerr << "catalog_server: cannot listen on 127.0.0.1:" << opts->port << ": " << ec.message() << '\n';
     return 1;
   }
@@ -616,7 +580,8 @@ int main(int argc, char** argv) {
             << ")\n"
             << "try: curl -si http://127.0.0.1:" << port << "/products?category=books" << std::endl;
 
-  asio::co_spawn(ioc, accept(acceptor, r), asio::detached);
+  auto answer = [&r](request req) { return respond(r, std::move(req)); };
+  asio::co_spawn(ioc, ccp_examples::accept(acceptor, answer), asio::detached);
   std::vector<std::thread> threads;
   for (unsigned i = 1; i < opts->threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
   ioc.run();

@@ -17,8 +17,16 @@
 
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstring>
 #include <exception>
+#include <memory>
+#include <thread>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -342,4 +350,34 @@ TEST_CASE("redis_async_connection: EVALSHA falls back to EVAL after SCRIPT FLUSH
     CHECK(s.script_loads == 1);
     CHECK(s.commands == 3); // EVALSHA (NOSCRIPT), EVAL, EVALSHA
   });
+}
+
+TEST_CASE("send_buffered: writing to a connection the peer reset fails with EPIPE, never SIGPIPE", "[redis][sigpipe]") {
+  // SIGPIPE keeps its default action in this process (terminate): hiredis
+  // 0.14's own write() would end the run here.
+  int const listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(listener, 1) == 0);
+  REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  int const client = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  int const server = ::accept(listener, nullptr, nullptr);
+  linger const reset{1, 0};
+  ::setsockopt(server, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  ::close(server); // an RST, as from a server that went away
+  ::close(listener);
+  std::this_thread::sleep_for(50ms);
+  // The first send reports the reset; every later one is EPIPE.
+  CHECK(::send(client, "x", 1, MSG_NOSIGNAL) == -1);
+
+  std::unique_ptr<redisContext, void (*)(redisContext*)> c(redisConnectFd(client), &redisFree);
+  REQUIRE(c);
+  REQUIRE(redisAppendCommand(c.get(), "PING") == REDIS_OK);
+  CHECK_FALSE(ccp::detail::send_buffered(c.get()));
+  CHECK(c->err == REDIS_ERR_IO);
+  CHECK(std::string(c->errstr) == std::strerror(EPIPE));
 }

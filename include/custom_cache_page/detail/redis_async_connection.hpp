@@ -259,6 +259,7 @@ private:
     ac->ev.delWrite = [](void* p) { of(p).want(wait_type::wait_write, false); };
     ac->ev.cleanup = [](void* p) { of(p).cleanup(); };
     fd_.assign(ac->c.fd);
+    keep_read_buffer(&ac->c);
     redisAsyncSetConnectCallback(ac, &on_connect);
     handshake(o);
     want(wait_type::wait_write, true); // writable: the connect finished, one way or the other
@@ -339,12 +340,22 @@ private:
     if (ec) return close(fmt::format("waiting on the socket: {}", ec.message()));
     if (!(reading ? want_read_ : want_write_)) return; // hiredis stopped wanting it meanwhile
     if (reading) redisAsyncHandleRead(ac_);
-    else {
-      sigpipe_guard guard; // hiredis 0.14 writes with write(): EPIPE, not SIGPIPE
-      redisAsyncHandleWrite(ac_);
-    }
+    else write_buffered();
     // hiredis may have freed the context (then ac_ is null) or asked again.
     if (ac_ != nullptr && (reading ? want_read_ : want_write_)) arm(w);
+  }
+
+  // Once connected, the commands go out through send_buffered (no SIGPIPE,
+  // no signal-mask calls); hiredis then finds nothing left to write. The
+  // connect itself is hiredis's, with SIGPIPE blocked around it.
+  void write_buffered() {
+    if ((ac_->c.flags & REDIS_CONNECTED) == 0) {
+      sigpipe_guard guard;
+      redisAsyncHandleWrite(ac_);
+      return;
+    }
+    if (!send_buffered(&ac_->c)) return close(fmt::format("writing: {}", ac_->c.errstr));
+    redisAsyncHandleWrite(ac_);
   }
 
   redisAsyncContext* ac_ = nullptr;
