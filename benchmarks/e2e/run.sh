@@ -8,6 +8,10 @@
 # prints one table of medians (requests/s, p50, p99, ratio to the floor, a
 # Beast handler's constant response) and the targets, and writes a chart.
 #
+# Every server runs on CPU 0 and wrk (and redis-server) on the last CPU, so
+# that the servers compared get the same core and the load generator never
+# takes it from them.
+#
 # Usage: benchmarks/e2e/run.sh [seconds per wrk run, default 4] [rounds, default 3]
 #        CHART=path.png (default docs/benchmarks/e2e.png)
 # About 6 minutes on two cores after the release build.
@@ -31,6 +35,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+cpus=$(nproc)
+on_server_cpu() { taskset -c 0 "$@"; }
+on_client_cpu() { taskset -c "$((cpus - 1))" "$@"; }
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # Waits (at most 10 s) until `url` answers.
 await_url() {
@@ -41,7 +49,7 @@ await_url() {
 
 declare -A port
 redis_port=$(free_port)
-redis-server --port "${redis_port}" --bind 127.0.0.1 --save '' --appendonly no --dir "${work}" \
+on_client_cpu redis-server --port "${redis_port}" --bind 127.0.0.1 --save '' --appendonly no --dir "${work}" \
   --logfile "${work}/redis.log" >/dev/null 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do redis-cli -p "${redis_port}" ping >/dev/null 2>&1 && break; sleep 0.1; done
@@ -49,7 +57,7 @@ for _ in $(seq 50); do redis-cli -p "${redis_port}" ping >/dev/null 2>&1 && brea
 start_page_server() {
   local name=$1; shift
   port[${name}]=$(free_port)
-  build/release/benchmarks/page_server --port "${port[${name}]}" "$@" >"${work}/${name}.out" 2>&1 &
+  on_server_cpu build/release/benchmarks/page_server --port "${port[${name}]}" "$@" >"${work}/${name}.out" 2>&1 &
   pids+=($!)
   await_url "http://127.0.0.1:${port[${name}]}/calls" "page_server (${name})"
 }
@@ -58,20 +66,20 @@ start_page_server redis-async --backend "redis://127.0.0.1:${redis_port}/0?prefi
 start_page_server redis-sync --backend "redis://127.0.0.1:${redis_port}/0?prefix=e2e-sync:" --sync
 
 port[demo]=$(free_port)
-build/release/examples/catalog_server/catalog_server --port "${port[demo]}" --threads 1 >"${work}/demo.out" 2>&1 &
+on_server_cpu build/release/examples/catalog_server/catalog_server --port "${port[demo]}" --threads 1 >"${work}/demo.out" 2>&1 &
 pids+=($!)
 await_url "http://127.0.0.1:${port[demo]}/metrics" "catalog_server"
 
 port[nginx]=$(free_port)
 sed -e "s|@WORK@|${work}|g" -e "s|@PORT@|${port[nginx]}|g" -e "s|@ORIGIN_PORT@|${port[memory]}|g" \
   benchmarks/e2e/nginx.conf >"${work}/nginx.conf"
-nginx -p "${work}" -c "${work}/nginx.conf" >"${work}/nginx.out" 2>&1 &
+on_server_cpu nginx -p "${work}" -c "${work}/nginx.conf" >"${work}/nginx.out" 2>&1 &
 pids+=($!)
 await_url "http://127.0.0.1:${port[nginx]}/origin/1" "nginx"
 
 port[varnish]=$(free_port)
 sed -e "s|@ORIGIN_PORT@|${port[memory]}|g" benchmarks/e2e/varnish.vcl >"${work}/varnish.vcl"
-varnishd -F -n "${work}/varnish" -a "127.0.0.1:${port[varnish]}" -f "${work}/varnish.vcl" -s malloc,256m -T none \
+on_server_cpu varnishd -F -n "${work}/varnish" -a "127.0.0.1:${port[varnish]}" -f "${work}/varnish.vcl" -s malloc,256m -T none \
   -p vsl_space=1M >"${work}/varnish.out" 2>&1 &
 pids+=($!)
 await_url "http://127.0.0.1:${port[varnish]}/origin/1" "varnishd"
@@ -118,7 +126,7 @@ done
 # requests/s, p50 and p99 (ms) of one wrk run.
 measure() {
   local out
-  out=$(wrk -t1 -c"$2" -d"${duration}s" --latency "$1")
+  out=$(on_client_cpu wrk -t1 -c"$2" -d"${duration}s" --latency "$1")
   if grep -q 'Non-2xx\|Socket errors' <<<"${out}"; then echo "wrk reported errors for $1:" >&2; echo "${out}" >&2; exit 1; fi
   awk 'function ms(v) { if (v ~ /us$/) { sub(/us/, "", v); return v / 1000 } if (v ~ /ms$/) { sub(/ms/, "", v); return v }
                         sub(/s/, "", v); return v * 1000 }
@@ -128,7 +136,7 @@ measure() {
 
 results="${work}/results"
 n=${#runs[@]}
-echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); wrk -t1, ${duration}s a run, ${rounds} rounds"
+echo "machine: ${cpus} cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); servers on CPU 0, wrk -t1 and redis-server on CPU $((cpus - 1)); ${duration}s a run, ${rounds} rounds"
 for ((round = 0; round < rounds; round++)); do
   echo "round $((round + 1)) of ${rounds}..."
   for ((i = 0; i < n; i++)); do
@@ -187,13 +195,13 @@ for key in "1024 32" "65536 32" "1024 256"; do
   echo >>"${chart_data}"
 done
 gnuplot <<GNUPLOT
-set terminal pngcairo size 960,480 font ",10"
+set terminal pngcairo size 960,520 font ",10" noenhanced
 set output "${chart}"
-set title "Requests/s on loopback, one server thread, wrk -t1 (median of ${rounds}; $(nproc) cores)"
+set title "Requests/s on loopback: each server on one core, wrk -t1 on another (median of ${rounds} runs)"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
-set key outside right
+set key outside bottom center horizontal maxrows 2
 set ylabel "requests/s"
 set yrange [0:*]
 set grid ytics
