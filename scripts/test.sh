@@ -15,7 +15,7 @@ bash scripts/setup-debian.sh
 echo "=== preset dev: configure, build, test (documentation, examples, benchmarks) ==="
 # No debug information here: nothing built in dev is run under a debugger.
 cmake --preset dev -DCUSTOM_CACHE_PAGE_INTEGRATION_TESTS=OFF -DCMAKE_CXX_FLAGS_DEBUG=-g0
-cmake --build --preset dev --target ccp_snippets memory_bench redis_hit_bench redis_invalidation_bench
+cmake --build --preset dev --target ccp_snippets memory_bench redis_hit_bench redis_invalidation_bench page_server
 ctest --preset dev -R '^docs:'
 
 echo "=== preset asan: configure, build, test (unit and integration tests) ==="

@@ -6,6 +6,11 @@
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <chrono>
 #include <latch>
 #include <optional>
@@ -379,3 +384,73 @@ TEST_CASE("two servers sharing redis: concurrent requests for a page that is not
               static_cast<long long>(worst.count()));
 }
 
+
+TEST_CASE("a request whose framing or Host is wrong answers 400 and closes: nothing after it runs (RFC 9112 3.2, 6.3)",
+          "[e2e][security]") {
+  catalog_server server;
+  auto const before = server.db_queries();
+  // Each head, then a second request that a server reading "no body"
+  // would run: the bytes after the head.
+  std::string const smuggled = "GET /products/1 HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (std::string head : {"Transfer-Encoding: gzip\r\nHost: x\r\n", "Transfer-Encoding: xchunked\r\nHost: x\r\n",
+                           "Transfer-Encoding: chunked, identity\r\nHost: x\r\n",
+                           "Transfer-Encoding: chunked\r\nContent-Length: 5\r\nHost: x\r\n", "Host: a\r\nHost: b\r\n", ""}) {
+    INFO(head);
+    auto const answer = raw_exchange(server.port(), "GET /products/2 HTTP/1.1\r\n" + head + "\r\n" + smuggled);
+    CHECK(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+    CHECK(answer.find("\nHTTP/1.") == std::string::npos); // one answer, then the connection closed
+  }
+  CHECK(server.db_queries() == before); // neither request reached a handler
+  auto const chunked = raw_exchange(server.port(), "PUT /products/3 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                                                   "Connection: close\r\n\r\n5\r\nThird\r\n0\r\n\r\n");
+  CHECK(chunked.starts_with("HTTP/1.1 200 OK\r\n"));
+  auto const old = raw_exchange(server.port(), "GET / HTTP/1.0\r\n\r\n"); // HTTP/1.0 needs no Host
+  CHECK(old.starts_with("HTTP/1.0 200 OK\r\n"));
+}
+
+TEST_CASE("out of file descriptors, the accept loop waits instead of spinning, and serves again once some close",
+          "[e2e][faults]") {
+  catalog_server server;
+  asio::io_context ioc;
+  {
+    // A client that leaves at once: the server sees its end of stream now.
+    // (UBSan checks an object's type once, opening a pipe to probe its
+    // memory; in a process out of descriptors that fails and is reported
+    // as a bad vptr.)
+    tcp::socket leaving(ioc);
+    leaving.connect(tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), server.port()));
+  }
+  std::this_thread::sleep_for(100ms);
+  rlimit const few{32, 32};
+  REQUIRE(::prlimit(server.pid(), RLIMIT_NOFILE, &few, nullptr) == 0);
+  // More idle connections than it may open: the kernel queues the rest.
+  std::vector<tcp::socket> idle;
+  for (int i = 0; i < 64; ++i) {
+    idle.emplace_back(ioc);
+    idle.back().connect(tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), server.port()));
+  }
+  auto cpu_ticks = [&] {
+    std::ifstream stat("/proc/" + std::to_string(server.pid()) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    std::istringstream fields(line.substr(line.rfind(')') + 2));
+    std::vector<std::string> f{std::istream_iterator<std::string>(fields), {}};
+    return std::stoll(f.at(11)) + std::stoll(f.at(12)); // utime, stime
+  };
+  std::this_thread::sleep_for(200ms);
+  auto const t0 = cpu_ticks();
+  std::this_thread::sleep_for(1s);
+  auto const used = static_cast<double>(cpu_ticks() - t0) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  CHECK(used < 0.3); // seconds of CPU in one second: a spinning loop takes all of it
+  idle.clear();
+  std::optional<reply> page;
+  for (int i = 0; i < 40 && !page; ++i) {
+    try {
+      page = server.get("/");
+    } catch (std::exception const&) {
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  REQUIRE(page);
+  CHECK(page->result() == http::status::ok);
+}

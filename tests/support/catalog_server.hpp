@@ -113,6 +113,39 @@ inline reply exchange(std::uint16_t port, http::verb method, std::string const& 
   return parser.release();
 }
 
+// `bytes` sent as they are on a connection of its own; all that comes back
+// until the server closes it (every step within 5 s).
+inline std::string raw_exchange(std::uint16_t port, std::string const& bytes) {
+  asio::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  beast::error_code ec;
+  std::size_t n = 0;
+  auto step = [&](char const* what) {
+    ioc.run();
+    ioc.restart();
+    if (ec && ec != asio::error::eof) throw std::runtime_error(std::string(what) + ": " + ec.message());
+  };
+  auto done = [&](beast::error_code e, std::size_t got = 0) {
+    ec = e;
+    n = got;
+  };
+  stream.expires_after(5s);
+  stream.async_connect(tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), port), [&](beast::error_code e) { done(e); });
+  step("connecting");
+  stream.expires_after(5s);
+  asio::async_write(stream, asio::buffer(bytes), done);
+  step("writing");
+  std::string received;
+  while (ec != asio::error::eof) {
+    char chunk[4096];
+    stream.expires_after(5s);
+    stream.async_read_some(asio::buffer(chunk), done);
+    step("reading until the server closes");
+    received.append(chunk, n);
+  }
+  return received;
+}
+
 inline std::string field(reply const& r, std::string_view name) {
   auto it = r.find(beast::string_view(name.data(), name.size()));
   return it == r.end() ? std::string{} : std::string(it->value());
@@ -158,13 +191,20 @@ inline std::string redis_backend_url(std::string const& test) {
 // Sets an environment variable for the servers started in its lifetime.
 class scoped_env {
 public:
-  scoped_env(char const* name, std::string const& value) : name_(name) { ::setenv(name, value.c_str(), 1); }
+  scoped_env(char const* name, std::string const& value) : name_(name) {
+    if (char const* old = std::getenv(name)) old_ = old;
+    ::setenv(name, value.c_str(), 1);
+  }
   scoped_env(scoped_env const&) = delete;
   scoped_env& operator=(scoped_env const&) = delete;
-  ~scoped_env() { ::unsetenv(name_); }
+  ~scoped_env() {
+    if (old_) ::setenv(name_, old_->c_str(), 1);
+    else ::unsetenv(name_);
+  }
 
 private:
   char const* name_;
+  std::optional<std::string> old_;
 };
 
 class catalog_server {
@@ -184,6 +224,7 @@ public:
   }
 
   std::uint16_t port() const { return port_; }
+  pid_t pid() const { return process_.pid(); }
   std::string const& first_line() const { return first_line_; }
   std::string const& second_line() const { return second_line_; }
 
