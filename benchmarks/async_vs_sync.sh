@@ -16,22 +16,8 @@ bash scripts/setup-debian.sh >/dev/null
 cmake --preset release >/dev/null
 cmake --build --preset release --target catalog_server redis_hit_bench >/dev/null
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "${pid}" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "${work}"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-redis_port=$(free_port)
-redis-server --port "${redis_port}" --bind 127.0.0.1 --save '' --appendonly no --dir "${work}" \
-  --logfile "${work}/redis.log" >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "${redis_port}" ping >/dev/null 2>&1 && break; sleep 0.1; done
+source benchmarks/lib.sh
+start_redis
 
 # Starts the demo (extra arguments passed on) and records its port.
 declare -A port

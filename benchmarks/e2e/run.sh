@@ -25,21 +25,12 @@ bash scripts/setup-debian.sh nginx-light gnuplot-nox >/dev/null
 cmake --preset release >/dev/null
 cmake --build --preset release --target catalog_server page_server >/dev/null
 
-work=$(mktemp -d)
-chmod 755 "${work}" # as root, varnishd's jailed user must enter it
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "${pid}" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "${work}"
-}
-trap cleanup EXIT
+source benchmarks/lib.sh
 
 cpus=$(nproc)
 on_server_cpu() { taskset -c 0 "$@"; }
 on_client_cpu() { taskset -c "$((cpus - 1))" "$@"; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # Waits (at most 10 s) until `url` answers.
 await_url() {
   for _ in $(seq 100); do curl -s -o /dev/null "$1" && return; sleep 0.1; done
@@ -48,11 +39,7 @@ await_url() {
 }
 
 declare -A port
-redis_port=$(free_port)
-on_client_cpu redis-server --port "${redis_port}" --bind 127.0.0.1 --save '' --appendonly no --dir "${work}" \
-  --logfile "${work}/redis.log" >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "${redis_port}" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis on_client_cpu
 
 start_page_server() {
   local name=$1; shift
