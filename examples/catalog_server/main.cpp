@@ -31,7 +31,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <csignal>
@@ -126,6 +128,27 @@ response json_response(request const& req, http::status status, json::value cons
 
 response error(request const& req, http::status status, std::string_view message) {
   return json_response(req, status, json::object{{"error", utf8_text(message)}});
+}
+
+// What a page may show of a client's value: letters, digits and . _ : -,
+// at most 64 bytes ("-" when nothing is left).
+std::string visible(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 64))
+    if (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' || c == '-') out += c;
+  return out.empty() ? "-" : out;
+}
+
+// The value of cookie `name` in a Cookie field.
+std::string_view cookie(std::string_view header, std::string_view name) {
+  while (!header.empty()) {
+    auto const end = std::min(header.find(';'), header.size());
+    auto item = header.substr(0, end);
+    while (item.starts_with(' ')) item.remove_prefix(1);
+    if (item.starts_with(name) && item.substr(name.size()).starts_with('=')) return item.substr(name.size() + 1);
+    header.remove_prefix(std::min(end + 1, header.size()));
+  }
+  return {};
 }
 
 std::string_view trim(std::string_view s) {
@@ -228,7 +251,11 @@ public:
              }},
              .add_etag = true},
             filling_handler([this](request const& req, ccp::fill_context& ctx) { return one_product(req, ctx); }), sync),
-        greeting_({}, plain_handler([this](request const& req) { return greeting(req); }), sync) {}
+        greeting_({}, plain_handler([this](request const& req) { return greeting(req); }), sync),
+        account_({}, plain_handler([](request const& req) { return account(req); }), sync),
+        hello_({}, plain_handler([](request const& req) { return hello(req); }), sync),
+        links_({}, plain_handler([](request const& req) { return links(req); }), sync),
+        news_({}, plain_handler([this](request const& req) { return news(req); }), sync) {}
 
   routes(routes const&) = delete;
   routes& operator=(routes const&) = delete;
@@ -256,6 +283,10 @@ public:
     }
     if (path == "/greeting") {
       if (read) co_return co_await greeting_(std::move(req));
+      co_return not_allowed(req, "GET, HEAD");
+    }
+    if (auto* page = client_page(path)) {
+      if (read) co_return co_await (*page)(std::move(req));
       co_return not_allowed(req, "GET, HEAD");
     }
     if (path == "/metrics") co_return read ? metrics(req) : not_allowed(req, "GET, HEAD");
@@ -286,6 +317,10 @@ private:
         "POST /products                    add one; the body is \"name,category\"\n"
         "POST /invalidate?tag=T            invalidate a tag (an admin route)\n"
         "GET  /greeting                    sets a cookie, so it is never served from the cache\n"
+        "GET  /account                     the session cookie's user; private, never stored\n"
+        "GET  /hello                       by Accept-Language (en, fr, de); Vary, one entry per language\n"
+        "GET  /links                       absolute links to the host asked for (X-Forwarded-Host first)\n"
+        "GET  /news                        no-store: never stored\n"
         "GET  /metrics                     cache and database counters (Prometheus)\n"
         "\n"
         "categories:";
@@ -341,9 +376,11 @@ private:
     auto const p = co_await db_.rename(id, std::string(name));
     if (!p) co_return error(req, http::status::not_found, "no such product");
     // After the write: a page filled from the old data that is stored
-    // later still recorded the old tag versions, and is refused.
-    co_await ccp::async_invalidate_tag(ccp::surrogate_from_model("product", id));
-    co_await ccp::async_invalidate_tag("category-" + p->category);
+    // later still recorded the old tag versions, and is refused. Both are
+    // attempted even when one fails; a failure is retried in the
+    // background, and answers 500 here.
+    std::vector<std::string> tags{ccp::surrogate_from_model("product", id), "category-" + p->category};
+    co_await ccp::async_invalidate_tags(std::move(tags)); // (GCC 12: no braced list inside a co_await)
     co_return json_response(req, http::status::ok, product_json(*p));
   }
 
@@ -407,12 +444,71 @@ private:
     co_return res;
   }
 
+  // The pages whose content depends on who asks: what the cache must never
+  // hand to another client.
+  cached_route<plain_handler>* client_page(std::string_view path) {
+    if (path == "/account") return &account_;
+    if (path == "/hello") return &hello_;
+    if (path == "/links") return &links_;
+    if (path == "/news") return &news_;
+    return nullptr;
+  }
+
+  // The session cookie's user, marked private; or a bearer token's user,
+  // unmarked: requests with Authorization are never answered from the
+  // cache nor stored (RFC 9111 3.5).
+  static asio::awaitable<response> account(request const& req) {
+    std::string_view const bearer = "Bearer ";
+    std::string_view const authorization = req[http::field::authorization];
+    bool const by_token = authorization.starts_with(bearer);
+    auto const user = visible(by_token ? authorization.substr(bearer.size()) : cookie(req[http::field::cookie], "session"));
+    auto res = make_response(req, http::status::ok, "text/plain; charset=utf-8", fmt::format("Account of {}\n", user));
+    if (!by_token) res.set(http::field::cache_control, "private");
+    co_return res;
+  }
+
+  // Negotiated: Vary names what chose the variant.
+  static asio::awaitable<response> hello(request const& req) {
+    std::string_view const accept = req[http::field::accept_language];
+    std::string_view const lang = accept.starts_with("fr") ? "fr" : accept.starts_with("de") ? "de" : "en";
+    std::string_view const text = lang == "fr" ? "Bonjour" : lang == "de" ? "Hallo" : "Hello";
+    auto res = make_response(req, http::status::ok, "text/plain; charset=utf-8",
+                             fmt::format("{} ({}; encodings offered: {})\n", text, lang, visible(req[http::field::accept_encoding])));
+    res.set(http::field::vary, "Accept-Language, Accept-Encoding");
+    co_return res;
+  }
+
+  // Absolute links to the host the client asked for, a proxy's
+  // X-Forwarded-Host first: the key holds the host, Vary the other field.
+  static asio::awaitable<response> links(request const& req) {
+    std::string_view host = req["X-Forwarded-Host"];
+    if (host.empty()) host = req[http::field::host];
+    auto res = make_response(req, http::status::ok, "text/plain; charset=utf-8",
+                             fmt::format("http://{}/products\n", visible(host)));
+    res.set(http::field::vary, "X-Forwarded-Host");
+    co_return res;
+  }
+
+  // Never stored (no-store): each client sees its own.
+  asio::awaitable<response> news(request const& req) {
+    auto const n = news_served_.fetch_add(1, std::memory_order_relaxed) + 1;
+    auto res = make_response(req, http::status::ok, "text/plain; charset=utf-8",
+                             fmt::format("News {} for {}\n", n, visible(req["X-Client"])));
+    res.set(http::field::cache_control, "no-store");
+    co_return res;
+  }
+
   catalog& db_;
   std::atomic<std::uint64_t> visitors_{0};
+  std::atomic<std::uint64_t> news_served_{0};
   cached_route<plain_handler> index_;
   cached_route<plain_handler> list_;
   cached_route<filling_handler> product_;
   cached_route<plain_handler> greeting_;
+  cached_route<plain_handler> account_;
+  cached_route<plain_handler> hello_;
+  cached_route<plain_handler> links_;
+  cached_route<plain_handler> news_;
 };
 
 // ---------------------------------------------------------------------------

@@ -62,6 +62,7 @@
 
 #include <custom_cache_page/entry.hpp>
 #include <custom_cache_page/error.hpp>
+#include <custom_cache_page/pending_invalidations.hpp>
 #include <custom_cache_page/tags.hpp>
 
 #include <boost/asio/awaitable.hpp>
@@ -88,12 +89,11 @@ struct lookup_result {
   // No entry, but a fill (in another process) found the response not
   // storable a moment ago: run the handler without waiting for a fill.
   bool pass_marked = false;
+  // The entry carries a tag whose invalidation failed and is being retried
+  // (set by any_backend::screen): it must not be served.
+  bool invalidation_pending = false;
 };
 
-// Hard removes what a tag covers; soft (as Fastly's soft purge) marks it
-// stale: it may then be served only inside the stale-while-revalidate and
-// stale-if-error windows, and the first request after refreshes it.
-enum class purge_mode { hard, soft };
 
 struct invalidation_result {
   std::string tag;
@@ -172,7 +172,9 @@ public:
   any_backend() = default;
 
   template <store_or_cdn_backend B>
-  any_backend(std::shared_ptr<B> b) : self_(std::make_shared<model<B>>(std::move(b))) {} // NOLINT: implicit
+  any_backend(std::shared_ptr<B> b) : self_(std::make_shared<model<B>>(std::move(b))) { // NOLINT: implicit
+    self_->pending = std::make_shared<pending_invalidations>(retrier(self_));
+  }
 
   explicit operator bool() const { return self_ != nullptr; }
   bool keeps_entries() const { return self_->keeps_entries(); }
@@ -184,11 +186,33 @@ public:
     return self_->store(key, std::move(entry));
   }
   bool erase(std::string const& key) const { return self_->erase(key); }
+  // A failed invalidation throws, and is also kept and retried until it
+  // succeeds (see pending_invalidations.hpp).
   invalidation_result invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) const {
-    return self_->invalidate_tag(tag, mode);
+    try {
+      auto r = self_->invalidate_tag(tag, mode);
+      self_->pending->succeeded(tag, mode, false);
+      return r;
+    } catch (...) {
+      keep_failed(*self_, tag, mode, false);
+    }
   }
   // Bumps an internal (guard) tag: stores only, never a CDN backend.
-  void invalidate_internal_tag(std::string const& tag) const { self_->invalidate_internal_tag(tag); }
+  void invalidate_internal_tag(std::string const& tag) const {
+    try {
+      self_->invalidate_internal_tag(tag);
+      self_->pending->succeeded(tag, purge_mode::hard, true);
+    } catch (...) {
+      keep_failed(*self_, tag, purge_mode::hard, true);
+    }
+  }
+  // The invalidations that failed and are being retried; the set lives as
+  // long as the backend or this pointer.
+  std::shared_ptr<pending_invalidations const> pending() const { return self_->pending; }
+  // Marks what `found` holds when a pending invalidation covers it.
+  void screen(lookup_result& found) const {
+    if (found.entry && self_->pending->covers(found.entry->tags)) found.invalidation_pending = true;
+  }
   // Whether prepare_response adds anything (CDN backends, composites of them).
   bool decorates() const { return self_->decorates(); }
   // Decorates a response carrying an entry's `tags`: the backend sees
@@ -230,10 +254,10 @@ public:
   }
   boost::asio::awaitable<bool> async_erase(std::string const& key) const { return self_->async_erase(key); }
   boost::asio::awaitable<invalidation_result> async_invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) const {
-    return self_->async_invalidate_tag(tag, mode);
+    return async_invalidate(self_, tag, mode);
   }
   boost::asio::awaitable<void> async_invalidate_internal_tag(std::string const& tag) const {
-    return self_->async_invalidate_internal_tag(tag);
+    return async_invalidate_internal(self_, tag);
   }
   boost::asio::awaitable<std::optional<std::string>> async_try_fill_lock(std::string const& key, std::chrono::milliseconds ttl) const {
     return self_->async_try_fill_lock(key, ttl);
@@ -263,7 +287,10 @@ public:
 
 private:
   struct concept_ {
-    virtual ~concept_() = default;
+    virtual ~concept_() {
+      if (pending) pending->stop();
+    }
+    std::shared_ptr<pending_invalidations> pending;
     virtual bool keeps_entries() const = 0;
     virtual lookup_result lookup(std::string const&, std::span<resolved_tag const>) = 0;
     virtual std::vector<std::uint64_t> tag_versions(std::span<resolved_tag const>) = 0;
@@ -419,6 +446,64 @@ private:
     }
     std::shared_ptr<B> b;
   };
+
+  // Retries through the backend while it exists; once it is gone, nothing
+  // is served from it and the retry has nothing left to do.
+  static pending_invalidations::retry_function retrier(std::shared_ptr<concept_> const& self) {
+    return [weak = std::weak_ptr<concept_>(self)](pending_invalidation const& p) {
+      auto s = weak.lock();
+      if (!s) return;
+      if (p.internal) s->invalidate_internal_tag(p.tag);
+      else s->invalidate_tag(p.tag, p.mode);
+    };
+  }
+
+  // Inside a catch handler: records the failure and rethrows it, or says
+  // that it could not be kept.
+  [[noreturn]] static void keep_failed(concept_& self, std::string const& tag, purge_mode mode, bool internal) {
+    std::string why = "failed";
+    try {
+      throw;
+    } catch (std::exception const& e) {
+      why = e.what();
+    } catch (...) {
+    }
+    if (self.pending->add(tag, mode, internal, why)) throw;
+    throw invalidation_error(tag, why + " (and it could not be kept for retrying: " +
+                                      std::to_string(self.pending->size()) + " invalidations are pending already)");
+  }
+
+  static boost::asio::awaitable<invalidation_result> async_invalidate(std::shared_ptr<concept_> self, std::string tag, purge_mode mode) {
+    std::exception_ptr failed;
+    try {
+      auto r = co_await self->async_invalidate_tag(tag, mode);
+      self->pending->succeeded(tag, mode, false);
+      co_return r;
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    rethrow_kept(*self, tag, mode, false, failed);
+  }
+
+  static boost::asio::awaitable<void> async_invalidate_internal(std::shared_ptr<concept_> self, std::string tag) {
+    std::exception_ptr failed;
+    try {
+      co_await self->async_invalidate_internal_tag(tag);
+      self->pending->succeeded(tag, purge_mode::hard, true);
+      co_return;
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    rethrow_kept(*self, tag, purge_mode::hard, true, failed);
+  }
+
+  [[noreturn]] static void rethrow_kept(concept_& self, std::string const& tag, purge_mode mode, bool internal, std::exception_ptr failed) {
+    try {
+      std::rethrow_exception(failed);
+    } catch (...) {
+      keep_failed(self, tag, mode, internal);
+    }
+  }
 
   std::shared_ptr<concept_> self_;
 };

@@ -89,6 +89,11 @@ struct cache_options {
   std::vector<tag> tags = {};
   // Put in front of the key (namespaces pages of different handlers).
   key_prefix prefix = {};
+  // The request's host (normalized_host(): lower case, no default port) is
+  // part of every storage key, so that virtual hosts served by one process
+  // never share an entry. Off: one entry for every host, as keys were
+  // before (and as the Python package's first releases had them).
+  bool key_includes_host = true;
   // Where entries live; the registry's default when left empty.
   backend_choice backend = {};
   // Cache only requests for which this holds (all when empty).

@@ -180,6 +180,7 @@ private:
     any_backend backend;
   };
   struct state {
+    state(cache_options o, Handler h) : options(std::move(o)), handler(std::move(h)) {} // (clang 14: no parenthesised aggregates)
     cache_options options;
     Handler handler;
     mutable detail::coalescer flights;
@@ -366,7 +367,10 @@ private:
     std::chrono::milliseconds wait() const { return h_.self_->options.coalesce_wait; }
 
     detail::action on_lookup(detail::tried<lookup_result> found) {
-      if (auto* r = std::get_if<lookup_result>(&found)) return en_.looked_up(std::move(*r), request());
+      if (auto* r = std::get_if<lookup_result>(&found)) {
+        backend_.screen(*r);
+        return en_.looked_up(std::move(*r), request());
+      }
       return en_.lookup_failed(request());
     }
 
@@ -389,6 +393,7 @@ private:
       std::optional<boost::asio::any_io_executor> release_on;
       if (async_) release_on = executor_;
       lock_ = detail::fill_lock(backend_, en_.key(), std::move(*l->token), std::move(release_on));
+      backend_.screen(l->found);
       return en_.locked(detail::lock_outcome::held, std::move(l->found), request());
     }
 

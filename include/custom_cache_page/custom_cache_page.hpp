@@ -14,6 +14,7 @@
 #include <custom_cache_page/indexes/memory_index.hpp>
 #include <custom_cache_page/indexes/null_index.hpp>
 #include <custom_cache_page/keys.hpp>
+#include <custom_cache_page/pending_invalidations.hpp>
 #include <custom_cache_page/registry.hpp>
 #include <custom_cache_page/request_view.hpp>
 #include <custom_cache_page/stats.hpp>

@@ -202,8 +202,9 @@ inline constexpr std::size_t max_field_name = 256;
 inline constexpr std::size_t max_field_value = 16384;
 
 // A field this library would have stored and may send as is: a token for a
-// name (RFC 9110 §5.1), a value without CR, LF or NUL (§5.5), not one that
-// is never replayed. Anything else in a stored entry is tampering.
+// name (RFC 9110 §5.1), a value of visible bytes, obs-text, spaces and tabs
+// (§5.5: no CR, LF, NUL nor any other control byte), not one that is never
+// replayed. Anything else in a stored entry is tampering.
 inline bool replayable_field(std::string_view name, std::string_view value) {
   static constexpr std::string_view tchar = "!#$%&'*+-.^_`|~";
   auto const is_tchar = [](char c) {
@@ -211,7 +212,8 @@ inline bool replayable_field(std::string_view name, std::string_view value) {
   };
   if (name.empty() || name.size() > max_field_name || value.size() > max_field_value) return false;
   if (!std::all_of(name.begin(), name.end(), is_tchar)) return false;
-  if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) return false;
+  auto const control = [](char c) { return (static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f; };
+  if (std::any_of(value.begin(), value.end(), control)) return false;
   return !never_replayed(boost::beast::http::string_to_field(name));
 }
 

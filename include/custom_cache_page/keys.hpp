@@ -13,9 +13,11 @@
 
 #include <boost/beast/core/string.hpp>
 #include <boost/url/encode.hpp>
+#include <boost/url/parse.hpp>
 #include <boost/url/grammar/lut_chars.hpp>
 
 #include <algorithm>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -108,13 +110,44 @@ inline std::string generate_query_params_cache_key(request_view const& r) { retu
 // stored keys use SHA-256).
 inline std::string hash_key(std::string_view key) { return detail::md5_hex(key); }
 
-// The key a backend stores under: SHA-256 of the prefix, the names of the
-// request's versioned tags and the key, each length-delimited so that no
-// two of them can trade characters. The versioned names are in it as the
-// Python package has them in its keys: `versioned([](request_view r) {
-// return "store:" + ...; })` gives each store its own entry. Their versions
-// are not: entries record them and lookups compare them.
-inline std::string storage_key(std::string_view prefix, std::string_view key, std::span<resolved_tag const> tags = {}) {
+// The host a request is for, as keys hold it: the authority of an
+// absolute-form target, else the Host field (RFC 9112 3.2.2), in lower
+// case, without a trailing dot or a default port (80, 443). Empty when
+// there is none.
+inline std::string normalized_host(request_view const& r) {
+  boost::urls::authority_view authority;
+  boost::urls::url_view target;
+  if (r.valid() && !r.target().starts_with('/')) target = boost::urls::parse_absolute_uri(r.target()).value();
+  if (target.has_authority()) {
+    authority = target.authority();
+  } else {
+    auto parsed = boost::urls::parse_authority(r.header(http::field::host));
+    if (!parsed) return std::string(r.header(http::field::host)); // kept as sent: still tells hosts apart
+    authority = *parsed;
+  }
+  std::string host = authority.host_address(); // decoded; an IP literal keeps its brackets
+  auto const type = authority.host_type();
+  if (type == boost::urls::host_type::ipv6 || type == boost::urls::host_type::ipvfuture) host = "[" + host + "]";
+  for (auto& c : host) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+  if (host.ends_with('.')) host.pop_back();
+  auto const port = authority.port();
+  if (authority.has_port() && !port.empty() && port != "80" && port != "443") {
+    host += ':';
+    host += port;
+  }
+  return host;
+}
+
+// The key a backend stores under: SHA-256 of the prefix, the request's
+// host (when keys include it), the names of the request's versioned tags
+// and the key, each length-delimited so that no two of them can trade
+// characters (the host's part starts with 'h', which no length does). The
+// versioned names are in it as the Python package has them in its keys:
+// `versioned([](request_view r) { return "store:" + ...; })` gives each
+// store its own entry. Their versions are not: entries record them and
+// lookups compare them.
+inline std::string storage_key(std::string_view prefix, std::string_view key, std::span<resolved_tag const> tags = {},
+                               std::optional<std::string_view> host = std::nullopt) {
   std::string versioned;
   for (auto const& t : tags) {
     if (!t.versioned) continue;
@@ -124,6 +157,12 @@ inline std::string storage_key(std::string_view prefix, std::string_view key, st
   std::string material = std::to_string(prefix.size());
   material += ':';
   material += prefix;
+  if (host) {
+    material += 'h';
+    material += std::to_string(host->size());
+    material += ':';
+    material += *host;
+  }
   material += std::to_string(versioned.size());
   material += ':';
   material += versioned;

@@ -218,7 +218,8 @@ public:
   // Invalidates both the versioned and the plain entries of `tag` in the
   // named backend (the default when `backend_name` is empty). Throws when the
   // backend is unknown or the invalidation failed: it never reports success
-  // for an invalidation that did not happen. purge_mode::soft marks them
+  // for an invalidation that did not happen. One that failed is also kept
+  // and retried until it succeeds (see pending()). purge_mode::soft marks them
   // stale instead (see purge_mode).
   invalidation_result invalidate_tag(std::string_view tag, std::string_view backend_name = {},
                                      purge_mode mode = purge_mode::hard) {
@@ -245,6 +246,30 @@ public:
       failed = std::current_exception();
     }
     co_return invalidated(std::move(target), std::move(r), failed);
+  }
+
+  // The same without blocking (see async_invalidate_tag).
+  boost::asio::awaitable<std::vector<invalidation_result>> async_invalidate_tags(std::vector<std::string> tags,
+                                                                                std::string backend_name = {},
+                                                                                purge_mode mode = purge_mode::hard) {
+    std::vector<invalidation_result> results;
+    std::exception_ptr first_failure;
+    for (auto& t : tags) {
+      try {
+        results.push_back(co_await async_invalidate_tag(std::move(t), backend_name, mode));
+      } catch (...) {
+        if (!first_failure) first_failure = std::current_exception();
+      }
+    }
+    if (first_failure) std::rethrow_exception(first_failure);
+    co_return results;
+  }
+
+  // The invalidations of the named backend (the default when empty) that
+  // failed and are being retried: list(), size(), wait_until_empty() (say,
+  // before a graceful shutdown).
+  std::shared_ptr<pending_invalidations const> pending(std::string_view backend_name = {}) {
+    return (backend_name.empty() ? get_default() : get(backend_name)).pending();
   }
 
   // Invalidates each tag; every tag is attempted even when one fails, then
@@ -402,6 +427,12 @@ inline invalidation_result invalidate_tag(std::string_view tag, purge_mode mode)
 inline boost::asio::awaitable<invalidation_result> async_invalidate_tag(std::string tag, std::string backend_name = {},
                                                                         purge_mode mode = purge_mode::hard) {
   return default_registry().async_invalidate_tag(std::move(tag), std::move(backend_name), mode);
+}
+
+inline boost::asio::awaitable<std::vector<invalidation_result>> async_invalidate_tags(std::vector<std::string> tags,
+                                                                                     std::string backend_name = {},
+                                                                                     purge_mode mode = purge_mode::hard) {
+  return default_registry().async_invalidate_tags(std::move(tags), std::move(backend_name), mode);
 }
 
 inline std::vector<invalidation_result> invalidate_tags(std::vector<std::string> const& tags,

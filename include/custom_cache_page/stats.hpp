@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include <custom_cache_page/detail/pending_census.hpp>
+
 #include <fmt/format.h>
 
 namespace custom_cache_page {
@@ -26,6 +28,7 @@ enum class not_stored_reason : std::uint8_t {
   zero_timeout,     // timeout of zero or less
   store_failed,     // the backend could not store it
   no_store_backend, // the backend keeps no pages (a CDN backend alone)
+  invalid_field,    // a field no entry may replay (a control byte, over 16 KiB, a name that is not a token)
   count_
 };
 
@@ -33,7 +36,7 @@ inline constexpr std::string_view to_string(not_stored_reason r) {
   constexpr std::array<std::string_view, static_cast<std::size_t>(not_stored_reason::count_)> names{
       "status", "set-cookie", "no-store", "private", "vary-star", "too-large",
       "handler-declined", "invalidated", "head", "zero-timeout", "store-failed",
-      "no-store-backend"};
+      "no-store-backend", "invalid-field"};
   return names[static_cast<std::size_t>(r)];
 }
 
@@ -48,6 +51,15 @@ struct stats_snapshot {
   std::uint64_t errors = 0;
   std::uint64_t invalidations = 0;
   std::uint64_t unknown_backends = 0; // requests bypassed because their backend name is not registered
+  // Invalidations that failed (pending_invalidations.hpp), over the whole
+  // process whichever stats object is read: kept for retrying now, the age
+  // of the oldest, how many were kept, retried until they succeeded, and
+  // refused because a backend's pending set was full.
+  std::uint64_t pending_invalidations = 0;
+  double oldest_pending_invalidation_seconds = 0;
+  std::uint64_t invalidations_queued = 0;
+  std::uint64_t invalidations_retried = 0;
+  std::uint64_t invalidations_unqueued = 0;
 
   std::uint64_t not_stored_total() const {
     std::uint64_t n = 0;
@@ -83,6 +95,12 @@ public:
       s.invalidations += c.invalidations.load(std::memory_order_relaxed);
       s.unknown_backends += c.unknown_backends.load(std::memory_order_relaxed);
     }
+    auto const p = detail::pending_census::get().read();
+    s.pending_invalidations = p.pending;
+    s.oldest_pending_invalidation_seconds = std::chrono::duration<double>(p.oldest).count();
+    s.invalidations_queued = p.queued;
+    s.invalidations_retried = p.retried;
+    s.invalidations_unqueued = p.unqueued;
     return s;
   }
 
@@ -110,6 +128,16 @@ public:
     counter("invalidations", "Tags invalidated.", s.invalidations);
     counter("unknown_backends", "Requests bypassed because their handler names a backend nobody registered.",
             s.unknown_backends);
+    counter("invalidations_queued", "Invalidations that failed and were kept for retrying.", s.invalidations_queued);
+    counter("invalidations_retried", "Kept invalidations that a retry completed.", s.invalidations_retried);
+    counter("invalidations_unqueued", "Failed invalidations not kept: the backend's pending set was full.",
+            s.invalidations_unqueued);
+    auto gauge = [&](std::string_view name, std::string_view help, auto v) {
+      fmt::format_to(std::back_inserter(out), "# HELP {0}_{1} {2}\n# TYPE {0}_{1} gauge\n{0}_{1} {3}\n", prefix, name, help, v);
+    };
+    gauge("pending_invalidations", "Failed invalidations being retried.", s.pending_invalidations);
+    gauge("oldest_pending_invalidation_seconds", "Age of the oldest failed invalidation being retried.",
+          s.oldest_pending_invalidation_seconds);
     return out;
   }
 

@@ -5,8 +5,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <sstream>
 #include <sys/resource.h>
@@ -304,6 +306,183 @@ TEST_CASE("two servers on one redis backend share pages and invalidations", "[e2
   auto const after = a.get(games);
   INFO("A " << games << " after POST /invalidate on B: " << field(after, "Cache-Status"));
   CHECK(cache_status_has(after, "fwd=miss"));
+}
+
+TEST_CASE("a PUT while redis is paused loses no invalidation: both servers serve the new name within 3 s of the pause ending",
+          "[e2e][redis][pending]") {
+  std::string const backend = redis_backend_url("pause-put");
+  catalog_server a({"--backend", backend});
+  catalog_server b({"--backend", backend});
+  std::string const product = "/products/21";
+  REQUIRE(cache_status_has(a.get(product), "stored"));
+  REQUIRE(cache_status_has(b.get(product), "hit"));
+
+  auto redis = redis_server::shared().connect();
+  command(redis.get(), {"CLIENT", "PAUSE", "2000", "ALL"});
+  auto const pause_ends = std::chrono::steady_clock::now() + 2000ms;
+  auto const put = a.put(product, "Renamed while paused");
+  CHECK(put.result() == http::status::internal_server_error); // the invalidation failed, and said so
+  // Meanwhile A never serves the page the failed invalidation covers.
+  CHECK(json_field(a.get(product).body(), "name") == "Renamed while paused");
+  std::this_thread::sleep_until(pause_ends);
+
+  // The retry lands (A's pending gauge drops to 0); A then refills the
+  // page with the new name and B, whose own catalog never changed, is
+  // served A's new entry from the shared Redis.
+  std::string seen_by_b;
+  auto const deadline = pause_ends + 3s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (a.metric("custom_cache_page_pending_invalidations") == 0) {
+      a.get(product);
+      seen_by_b = json_field(b.get(product).body(), "name");
+      if (seen_by_b == "Renamed while paused") break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  INFO("seconds after the pause ended: " << std::chrono::duration<double>(std::chrono::steady_clock::now() - pause_ends).count());
+  CHECK(std::chrono::steady_clock::now() < deadline);
+  CHECK(seen_by_b == "Renamed while paused");
+  CHECK(a.metric("custom_cache_page_invalidations_retried_total") >= 1);
+}
+
+TEST_CASE("no client ever receives a response built for another: cookies, private, no-store, Authorization, Vary, Host",
+          "[e2e][redis][leaks]") {
+  struct client_pair {
+    std::string path;
+    header_list a, b;
+    std::string mark_a, mark_b; // what only a's page, and only b's, holds
+  };
+  std::vector<client_pair> const pairs{
+      {"/account", {{"Cookie", "session=alice"}}, {{"Cookie", "session=bob"}}, "of alice", "of bob"},
+      {"/account", {{"Authorization", "Bearer alice"}}, {}, "of alice", "of -"},
+      {"/account", {{"Authorization", "Bearer alice"}}, {{"Authorization", "Bearer bob"}}, "of alice", "of bob"},
+      {"/hello", {{"Accept-Language", "en"}}, {{"Accept-Language", "fr"}}, "Hello (en", "Bonjour (fr"},
+      {"/hello", {{"Accept-Encoding", "gzip"}}, {{"Accept-Encoding", "br"}}, "offered: gzip", "offered: br"},
+      {"/links", {{"Host", "a.example"}}, {{"Host", "B.example:80"}}, "//a.example/", "//B.example:80/"},
+      {"/links", {{"X-Forwarded-Host", "evil.example"}}, {}, "//evil.example/", "//catalog.test/"},
+      {"/news", {{"X-Client", "a"}}, {{"X-Client", "b"}}, "for a", "for b"},
+  };
+  for (std::string const& backend : {std::string("memory://"), redis_backend_url("leaks")}) {
+    catalog_server server({"--backend", backend});
+    int leaked = 0, answered = 0;
+    for (auto const& p : pairs) {
+      for (int round = 0; round < 3; ++round) {
+        for (bool first : {true, false}) {
+          auto const& headers = first ? p.a : p.b;
+          auto const res = exchange(server.port(), http::verb::get, p.path, {}, headers);
+          REQUIRE(res.result() == http::status::ok);
+          ++answered;
+          std::string const& own = first ? p.mark_a : p.mark_b;
+          std::string const& other = first ? p.mark_b : p.mark_a;
+          bool const leak = res.body().find(own) == std::string::npos || res.body().find(other) != std::string::npos;
+          if (leak) {
+            ++leaked;
+            UNSCOPED_INFO(backend << " " << p.path << (first ? " client a" : " client b") << " got: " << res.body()
+                                  << " (" << field(res, "Cache-Status") << ")");
+          }
+        }
+      }
+    }
+    // Each greeting sets its own visitor cookie: no two answers share one.
+    std::vector<std::string> cookies;
+    for (int i = 0; i < 4; ++i) cookies.push_back(field(server.get("/greeting"), "Set-Cookie"));
+    std::sort(cookies.begin(), cookies.end());
+    CHECK(std::adjacent_find(cookies.begin(), cookies.end()) == cookies.end());
+    INFO(backend << ": " << answered << " answers");
+    CHECK(leaked == 0);
+  }
+}
+
+namespace {
+
+// Keys of `pattern` on the server (SCAN).
+std::vector<std::string> redis_keys(redisContext* c, std::string const& pattern) {
+  std::vector<std::string> keys;
+  std::string cursor = "0";
+  do {
+    auto r = command(c, {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+    REQUIRE(r->type == REDIS_REPLY_ARRAY);
+    cursor.assign(r->element[0]->str, r->element[0]->len);
+    for (std::size_t i = 0; i < r->element[1]->elements; ++i)
+      keys.emplace_back(r->element[1]->element[i]->str, r->element[1]->element[i]->len);
+  } while (cursor != "0");
+  return keys;
+}
+
+// A fault of the demo's Redis: begin() makes it, end() undoes it.
+struct redis_fault {
+  std::string name;
+  std::function<void(redis_server&, std::string const& prefix)> begin, end;
+};
+
+} // namespace
+
+TEST_CASE("Redis faults through the demo: every request answered by the handler in time, no invalidation lost, recovery",
+          "[e2e][redis][faults]") {
+  redis_server redis; // its own: stopped, paused and reconfigured here
+  auto on = [&](auto f) { return [f](redis_server& r, std::string const& prefix) { f(r.connect().get(), prefix); }; };
+  auto nothing = [](redis_server&, std::string const&) {};
+  std::vector<redis_fault> const faults{
+      {"connection refused", [](redis_server& r, auto&) { r.stop(); }, [](redis_server& r, auto&) { r.start(); }},
+      {"CLIENT PAUSE", on([](redisContext* c, auto&) { command(c, {"CLIENT", "PAUSE", "1500", "ALL"}); }),
+       [](redis_server&, auto&) { std::this_thread::sleep_for(1600ms); }},
+      {"maxmemory with noeviction",
+       on([](redisContext* c, auto&) {
+         command(c, {"CONFIG", "SET", "maxmemory-policy", "noeviction"});
+         command(c, {"CONFIG", "SET", "maxmemory", "1"});
+       }),
+       on([](redisContext* c, auto&) { command(c, {"CONFIG", "SET", "maxmemory", "0"}); })},
+      {"corrupt values", on([](redisContext* c, std::string const& prefix) {
+         for (auto const& k : redis_keys(c, prefix + "page:*")) command(c, {"SET", k, "garbage"});
+       }),
+       nothing},
+      {"wrong-type counters",
+       on([](redisContext* c, std::string const& prefix) {
+         for (auto const& k : redis_keys(c, prefix + "tagv:*")) {
+           command(c, {"DEL", k});
+           command(c, {"RPUSH", k, "x"});
+         }
+       }),
+       on([](redisContext* c, std::string const& prefix) {
+         for (auto const& k : redis_keys(c, prefix + "tagv:*")) command(c, {"DEL", k});
+       })},
+  };
+  int round = 0;
+  for (auto const& fault : faults) {
+    INFO("fault: " << fault.name);
+    std::string const prefix = "ccpt:faults" + std::to_string(round) + ":";
+    std::string const product = "/products/" + std::to_string(21 + round++);
+    catalog_server server({"--backend", redis.url() + "?prefix=" + prefix});
+    REQUIRE(cache_status_has(server.get(product), "stored"));
+    REQUIRE(cache_status_has(server.get(product), "hit"));
+
+    fault.begin(redis, prefix);
+    for (int i = 0; i < 3; ++i) {
+      auto const t0 = std::chrono::steady_clock::now();
+      auto const res = server.get(product);
+      CHECK(res.result() == http::status::ok);
+      CHECK(std::chrono::steady_clock::now() - t0 < 1s);
+    }
+    auto const renamed = "Renamed under " + fault.name;
+    auto const put = server.put(product, renamed);
+    CHECK((put.result() == http::status::ok || put.result() == http::status::internal_server_error));
+    CHECK(json_field(server.get(product).body(), "name") == renamed);
+    fault.end(redis, prefix);
+
+    // Recovery: the retried invalidations land, the page is stored again and hit.
+    auto const deadline = std::chrono::steady_clock::now() + 5s;
+    while (server.metric("custom_cache_page_pending_invalidations") != 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(100ms);
+    CHECK(server.metric("custom_cache_page_pending_invalidations") == 0);
+    bool hit = false;
+    while (!hit && std::chrono::steady_clock::now() < deadline) {
+      auto const res = server.get(product);
+      CHECK(json_field(res.body(), "name") == renamed);
+      hit = cache_status_has(res, "hit");
+      if (!hit) std::this_thread::sleep_for(100ms);
+    }
+    CHECK(hit);
+  }
 }
 
 TEST_CASE("CUSTOM_CACHE_PAGE_BACKEND may name a redis backend", "[e2e][redis]") {

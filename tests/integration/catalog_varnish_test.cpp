@@ -179,4 +179,14 @@ TEST_CASE("a Varnish that cannot be reached fails the write's invalidation, not 
   CHECK(put.body().find("'varnish'") != std::string::npos);
   // The memory member was invalidated all the same.
   CHECK(server.get("/products/5").body().find("Renamed rake") != std::string::npos);
+
+  // The failed purge is kept and retried: once a Varnish listens there, it lands.
+  auto metrics = [&] { return server.get("/metrics").body(); };
+  CHECK(metric(metrics(), "custom_cache_page_pending_invalidations") >= 1);
+  ccp_test::varnish_server varnish(origin_port, nowhere);
+  auto const deadline = std::chrono::steady_clock::now() + 5s;
+  while (metric(metrics(), "custom_cache_page_pending_invalidations") != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  CHECK(metric(metrics(), "custom_cache_page_pending_invalidations") == 0);
+  CHECK(metric(metrics(), "custom_cache_page_invalidations_retried_total") >= 1);
 }

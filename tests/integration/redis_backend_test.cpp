@@ -182,6 +182,46 @@ TEST_CASE("redis_backend: a stored value that does not decode is a miss and is c
   CHECK(hit(b, "k", {}));
 }
 
+TEST_CASE("redis_backend: signed entries, an entry written without the secret or moved to another key is a miss", "[redis][backend][hmac]") {
+  auto signed_options = options_for("hmac");
+  signed_options.hmac_key = "0123456789abcdef-a-secret";
+  ccp::redis_backend b(signed_options);
+  ccp::redis_backend unsigned_writer(options_for("hmac")); // the same keys, no secret
+  auto ctx = ccp_test::redis_server::shared().connect();
+  REQUIRE(fill(b, "k", {}));
+  REQUIRE(hit(b, "k", {}));
+  CHECK(b.stats().unsigned_entries == 0);
+
+  REQUIRE(fill(unsigned_writer, "k", {}, 60s, "forged"));
+  CHECK_FALSE(hit(b, "k", {}));
+  CHECK(b.stats().unsigned_entries == 1);
+  // A valid encoding with a signature made under another secret.
+  auto other = signed_options;
+  other.hmac_key = "another-secret-of-16+";
+  REQUIRE(fill(*std::make_unique<ccp::redis_backend>(other), "k", {}, 60s, "forged"));
+  CHECK_FALSE(hit(b, "k", {}));
+  CHECK(b.stats().unsigned_entries == 2);
+  // A genuine signed entry copied to another key.
+  REQUIRE(fill(b, "k", {}));
+  auto genuine = command(ctx.get(), {"GET", b.page_key("k")});
+  REQUIRE(genuine->type == REDIS_REPLY_STRING);
+  command(ctx.get(), {"SET", b.page_key("elsewhere"), std::string(genuine->str, genuine->len)});
+  CHECK_FALSE(hit(b, "elsewhere", {}));
+  CHECK(hit(b, "k", {}));
+  CHECK(b.stats().unsigned_entries == 3);
+}
+
+TEST_CASE("redis URLs: hmac_key_env reads the secret from the environment, and says when it is missing", "[redis][url][hmac]") {
+  ::setenv("CCP_TEST_HMAC_SECRET", "0123456789abcdef-from-env", 1);
+  CHECK(ccp::parse_redis_url("redis://127.0.0.1/?hmac_key_env=CCP_TEST_HMAC_SECRET").hmac_key == "0123456789abcdef-from-env");
+  ::unsetenv("CCP_TEST_HMAC_SECRET");
+  CHECK_THROWS_WITH(ccp::parse_redis_url("redis://127.0.0.1/?hmac_key_env=CCP_TEST_HMAC_SECRET"),
+                    Catch::Contains("hmac_key_env") && Catch::Contains("not set"));
+  auto short_secret = options_for("hmac-short");
+  short_secret.hmac_key = "short";
+  CHECK_THROWS_WITH(ccp::redis_backend(short_secret), Catch::Contains("at least 16"));
+}
+
 TEST_CASE("redis_backend: a fill whose snapshot predates an invalidation is not stored", "[redis][backend]") {
   ccp::redis_backend b(options_for("race"));
   auto ctx = ccp_test::redis_server::shared().connect();

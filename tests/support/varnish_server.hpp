@@ -61,7 +61,9 @@ inline std::string raw_http(std::uint16_t port, std::string const& request,
 
 class varnish_server {
 public:
-  explicit varnish_server(std::uint16_t origin_port)
+  // On `port` when given (a port a backend was already told), else on a
+  // free one.
+  explicit varnish_server(std::uint16_t origin_port, std::uint16_t port = 0)
       : program_(require_program("varnishd", "varnish")), origin_port_(origin_port) {
     require_xkey();
     char tmpl[] = "/tmp/ccp-varnish-XXXXXX";
@@ -70,7 +72,7 @@ public:
     ::chmod(tmpl, 0755); // see above: the jailed varnish user must enter it
     write_vcl();
     for (int attempt = 0; attempt < 5; ++attempt) {
-      port_ = free_loopback_port();
+      port_ = port != 0 ? port : free_loopback_port();
       process_ = std::make_unique<child_process>(std::vector<std::string>{
           program_, "-F", "-n", (dir_ / "n").string(), "-a", "127.0.0.1:" + std::to_string(port_), "-f",
           (dir_ / "catalog.vcl").string(), "-s", "malloc,32m", "-T", "none", "-p", "vsl_space=1M"});

@@ -86,7 +86,7 @@ TEMPLATE_TEST_CASE("hits send the stored body bytes without copying them", "[cac
   // one's freed buffer: each sends the stored entry's own bytes.
   auto first = cached(make_request(http::verb::get, "/big"));
   auto second = cached(make_request(http::verb::get, "/big"));
-  auto const stored = h.backend->lookup(ccp::storage_key("", "/big"), {}).entry;
+  auto const stored = h.backend->lookup(ccp::storage_key("", "/big", {}, std::string_view{}), {}).entry;
   REQUIRE(stored);
   auto const a = receive(std::move(first));
   auto const b = receive(std::move(second));
@@ -190,6 +190,38 @@ TEMPLATE_TEST_CASE("unsafe methods are never answered from the cache and invalid
     CHECK(*h.calls == 3);
     CHECK_THAT(after.cache_status(), Catch::Contains("fwd=miss"));
   }
+}
+
+TEMPLATE_TEST_CASE("virtual hosts never share an entry unless key_includes_host is off", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
+  h.respond = [](auto const& req, auto& res, auto&) { res.body() = "for " + std::string(req[http::field::host]); };
+  auto cached = h.wrap();
+  CHECK(get(cached, "/", {{"Host", "a.example"}}).body() == "for a.example");
+  CHECK(get(cached, "/", {{"Host", "b.example"}}).body() == "for b.example");
+  auto same = get(cached, "/", {{"Host", "A.Example:80"}}); // the same host, normalised
+  CHECK(same.body() == "for a.example");
+  CHECK_THAT(same.cache_status(), Catch::StartsWith("custom_cache_page; hit"));
+  // A PUT to one host invalidates that host's entry alone.
+  receive(cached(make_request(http::verb::put, "/", {{"Host", "b.example"}}, "x")));
+  CHECK_THAT(get(cached, "/", {{"Host", "a.example"}}).cache_status(), Catch::StartsWith("custom_cache_page; hit"));
+  CHECK_THAT(get(cached, "/", {{"Host", "b.example"}}).cache_status(), Catch::Contains("fwd=miss"));
+
+  harness<TestType> shared;
+  shared.respond = h.respond;
+  auto one = shared.wrap({.key_includes_host = false});
+  get(one, "/", {{"Host", "a.example"}});
+  CHECK(get(one, "/", {{"Host", "b.example"}}).body() == "for a.example");
+}
+
+TEMPLATE_TEST_CASE("a response with a field no entry may replay is answered, not stored", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
+  h.respond = [](auto const&, auto& res, auto&) { res.set("X-Control", "a\x01b"); };
+  auto cached = h.wrap();
+  // (Passed on as the handler wrote it: a strict client's parser refuses it.)
+  cached(make_request(http::verb::get, "/ctl"));
+  cached(make_request(http::verb::get, "/ctl"));
+  CHECK(*h.calls == 2);
+  CHECK(h.counters->snapshot().not_stored[static_cast<std::size_t>(ccp::not_stored_reason::invalid_field)] == 2);
 }
 
 TEMPLATE_TEST_CASE("a failed unsafe request leaves the entry alone", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {

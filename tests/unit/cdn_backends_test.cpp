@@ -576,6 +576,40 @@ TEST_CASE("cloudflare: a long Retry-After is capped, and a second 429 fails", "[
   CHECK_THAT(what, Catch::Contains("429") && Catch::Contains("rate limited") && Catch::Contains("product-7"));
 }
 
+TEST_CASE("a CDN purge that fails (5xx, 429 with Retry-After, blackholed) is retried until it lands", "[cdn][pending]") {
+  auto const rate_limited = reply{429, R"({"success":false,"errors":[{"code":971,"message":"rate limited"}]})", {{"Retry-After", "0"}}};
+  struct fault {
+    char const* name;
+    std::vector<reply> replies; // then success
+    bool cloudflare;
+  };
+  std::vector<fault> const faults{
+      {"5xx", {{503, "busy", {}}, {503, "busy", {}}, {503, "busy", {}}}, false},
+      {"429", {rate_limited, rate_limited, rate_limited}, true},
+      {"blackholed", {{200, "", {}, 1500ms}, {200, "", {}, 1500ms}}, false},
+  };
+  for (auto const& f : faults) {
+    INFO(f.name);
+    auto replies = f.replies;
+    replies.push_back(f.cloudflare ? cloudflare_ok() : fastly_ok());
+    fake_api api(replies);
+    ccp::any_backend b;
+    if (f.cloudflare) {
+      b = ccp::any_backend(std::make_shared<ccp::cloudflare_backend>(cloudflare_options(api)));
+    } else {
+      auto o = fastly_options(api);
+      o.timeout = 200ms;
+      b = ccp::any_backend(std::make_shared<ccp::fastly_backend>(o));
+    }
+    CHECK_THROWS_AS(b.invalidate_tag("product-7"), ccp::invalidation_error);
+    CHECK(b.pending()->size() == 1);
+    CHECK(b.pending()->wait_until_empty(10s));
+    CHECK(api.requests().size() >= replies.size()); // more when a blackholed attempt timed out while queued
+    auto const last = api.requests().back();
+    CHECK((last.target + last.body).find("product-7") != std::string::npos);
+  }
+}
+
 // --- Varnish ----------------------------------------------------------------
 
 TEST_CASE("varnish: a purge is PURGE / with xkey-purge, or xkey-softpurge when soft", "[cdn][varnish]") {

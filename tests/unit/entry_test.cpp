@@ -187,6 +187,8 @@ TEST_CASE("a stored field that could split or forge a response is rejected", "[e
       {"X-Evil", "a\r\nSet-Cookie: session=stolen"},
       {"X-Evil", "a\nb"},
       {"X-Evil", std::string("a\0b", 3)},
+      {"Content-Type", "text\x0fhtml"}, // found by the fuzzer: other control bytes too (RFC 9110 5.5)
+      {"X-Evil", "a\x7f"},
       {"X Evil", "v"},
       {"X-Evil:", "v"},
       {"", "v"},

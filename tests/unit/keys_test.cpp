@@ -234,6 +234,29 @@ TEST_CASE("storage_key is a SHA-256 hex whose prefix cannot trade characters wit
   CHECK(ccp::storage_key("p", "/a") != ccp::storage_key("p", "/b"));
 }
 
+TEST_CASE("normalized_host: lower case, no trailing dot or default port, the absolute-form authority first", "[keys]") {
+  auto host_of = [](std::string_view target, std::string_view host) {
+    auto h = make_header(target);
+    if (!host.empty()) h.set(http::field::host, host);
+    return ccp::normalized_host(ccp::request_view(h));
+  };
+  CHECK(host_of("/", "Example.COM") == "example.com");
+  CHECK(host_of("/", "example.com:80") == "example.com");
+  CHECK(host_of("/", "example.com.:443") == "example.com");
+  CHECK(host_of("/", "example.com:8080") == "example.com:8080");
+  CHECK(host_of("/", "[::1]:8080") == "[::1]:8080");
+  CHECK(host_of("http://Other.example:80/x", "example.com") == "other.example"); // RFC 9112 3.2.2
+  CHECK(host_of("/", "") == "");
+}
+
+TEST_CASE("storage_key keeps hosts apart, and apart from a key without one", "[keys]") {
+  CHECK(ccp::storage_key("", "/a", {}, "a.example") != ccp::storage_key("", "/a", {}, "b.example"));
+  CHECK(ccp::storage_key("", "/a", {}, "") != ccp::storage_key("", "/a"));
+  // The host's part cannot be forged by a prefix or a key.
+  CHECK(ccp::storage_key("", "/a", {}, "x") != ccp::storage_key("h1:x", "/a"));
+  CHECK(ccp::storage_key("", "0:/a", {}, "x") != ccp::storage_key("", "/a", {}, "x0:"));
+}
+
 TEST_CASE("request_view exposes method, target and path", "[request_view]") {
   auto h = make_header("/a%20b/c?q=1", http::verb::post);
   ccp::request_view r(h);

@@ -61,7 +61,7 @@ struct stampede {
   void age(std::string const& target, std::chrono::milliseconds ago) {
     auto req = make_request(http::verb::get, target);
     ccp::request_view view(req);
-    auto key = ccp::storage_key("", ccp::generate_cache_key(view), ccp::resolve_tags(tags, view));
+    auto key = ccp::storage_key("", ccp::generate_cache_key(view), ccp::resolve_tags(tags, view), std::string_view{});
     auto found = backend->lookup(key, {});
     REQUIRE(found.entry);
     auto copy = std::make_shared<ccp::cached_response>(*found.entry);
@@ -236,7 +236,7 @@ TEMPLATE_TEST_CASE("the response's stale-while-revalidate and stale-if-error dir
   auto cached = s.wrap({.timeout = 60s, .stale_while_revalidate = 5s});
   get(cached, "/directives");
   auto req = make_request(http::verb::get, "/directives");
-  auto found = s.backend->lookup(ccp::storage_key("", ccp::generate_cache_key(ccp::request_view(req))), {});
+  auto found = s.backend->lookup(ccp::storage_key("", ccp::generate_cache_key(ccp::request_view(req)), {}, std::string_view{}), {});
   REQUIRE(found.entry);
   CHECK(found.entry->stale_while_revalidate == 30s);
   CHECK(found.entry->stale_if_error == 600s);

@@ -37,6 +37,7 @@
 #pragma once
 
 #include <custom_cache_page/backend.hpp>
+#include <custom_cache_page/detail/entry_signature.hpp>
 #include <custom_cache_page/detail/generations.hpp>
 #include <custom_cache_page/detail/redis_async_connection.hpp>
 #include <custom_cache_page/detail/redis_client.hpp>
@@ -71,7 +72,9 @@ public:
   using clock = cached_response::clock;
 
   explicit redis_store(redis_options options)
-      : client_(std::make_shared<detail::redis_client>(std::move(options))), keys_{client_->options().prefix} {}
+      : client_(std::make_shared<detail::redis_client>(std::move(options))), keys_{client_->options().prefix} {
+    if (!client_->options().hmac_key.empty()) signer_.emplace(client_->options().hmac_key);
+  }
 
 private:
   // (First: the primitives below use them.)
@@ -131,13 +134,18 @@ private:
   // The page decoded (a miss when it does not decode, counted, or has
   // expired) and the counters of `n` names; the entry's other counters
   // are still to be read.
-  stored_read read_reply(redisReply const* r, std::size_t n) const {
+  stored_read read_reply(redisReply const* r, std::size_t n, std::string_view key) const {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 + 2 * n) throw detail::redis_reply_error(read_what, r);
     stored_read out{nullptr, counters_from(r, 2, n)};
     out.passed = r->element[1]->type == REDIS_REPLY_STRING;
     redisReply const* page = r->element[0];
     if (page->type != REDIS_REPLY_STRING) return out;
-    auto entry = decode_entry(detail::reply_string(page));
+    auto value = verified(detail::reply_string(page), key);
+    if (!value) {
+      client_->counters().unsigned_entries.fetch_add(1, std::memory_order_relaxed);
+      return out;
+    }
+    auto entry = decode_entry(*value);
     if (!entry) {
       client_->counters().corrupt_entries.fetch_add(1, std::memory_order_relaxed);
       return out;
@@ -145,6 +153,12 @@ private:
     if (entry->retain_until() <= clock::now()) return out;
     out.entry = std::make_shared<cached_response const>(std::move(*entry));
     return out;
+  }
+
+  // The stored bytes once their signature is checked (when entries are signed).
+  std::optional<std::string_view> verified(std::string_view value, std::string_view key) const {
+    if (!signer_) return value;
+    return signer_->verify(value, key);
   }
 
   static auto counters_reply(std::size_t n) {
@@ -162,6 +176,7 @@ private:
     auto const ttl = std::chrono::duration_cast<std::chrono::milliseconds>(entry.retain_until() - clock::now()).count();
     if (ttl <= 0) return std::nullopt;
     std::string value = encode_entry(entry);
+    if (signer_) signer_->sign(value, key);
     if (value.size() > client_->options().max_entry)
       throw cache_error(error::entry_too_large, fmt::format("entry of {} bytes exceeds the redis backend's max_entry of {}",
                                                             value.size(), client_->options().max_entry));
@@ -233,13 +248,13 @@ private:
     a.add(token).add(std::max<std::int64_t>(1, ttl.count()));
     return a;
   }
-  auto lock_read_reply(std::string token, std::size_t n) const {
-    return [this, token = std::move(token), n](redisReply const* r) {
+  auto lock_read_reply(std::string_view key, std::string token, std::size_t n) const {
+    return [this, key, token = std::move(token), n](redisReply const* r) {
       if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_INTEGER ||
           (r->element[0]->integer == 1) != (r->elements == 2))
         throw detail::redis_reply_error(detail::redis_lock_read_script().name, r);
       if (r->element[0]->integer != 1) return locked_read{};
-      return locked_read{token, read_reply(r->element[1], n)};
+      return locked_read{token, read_reply(r->element[1], n, key)};
     };
   }
 
@@ -328,12 +343,12 @@ public:
   // MGET page, then each name's counter and floor: one trip; a second one
   // only for tags the entry recorded that `names` does not hold.
   stored_read read(std::string const& key, std::span<std::string_view const> names) {
-    auto out = command(read_what, mget_args(key, names), [&](redisReply const* r) { return read_reply(r, names.size()); });
+    auto out = command(read_what, mget_args(key, names), [&](redisReply const* r) { return read_reply(r, names.size(), key); });
     complete(out, names);
     return out;
   }
   boost::asio::awaitable<stored_read> async_read(std::string const& key, std::span<std::string_view const> names) {
-    auto out = co_await async_command(read_what, mget_args(key, names), [&](redisReply const* r) { return read_reply(r, names.size()); });
+    auto out = co_await async_command(read_what, mget_args(key, names), [&](redisReply const* r) { return read_reply(r, names.size(), key); });
     co_await async_complete(out, names);
     co_return out;
   }
@@ -414,7 +429,7 @@ public:
   locked_read lock_and_read(std::string const& key, std::span<std::string_view const> names, std::chrono::milliseconds ttl) {
     auto token = fmt::format("{:016x}", detail::fresh_generation());
     auto out = eval(detail::redis_lock_read_script(), 4 + 2 * names.size(), lock_read_args(key, names, token, ttl),
-                    lock_read_reply(token, names.size()));
+                    lock_read_reply(key, token, names.size()));
     complete(out.read, names);
     return out;
   }
@@ -422,7 +437,7 @@ public:
                                                           std::chrono::milliseconds ttl) {
     auto token = fmt::format("{:016x}", detail::fresh_generation());
     auto out = co_await async_eval(detail::redis_lock_read_script(), 4 + 2 * names.size(), lock_read_args(key, names, token, ttl),
-                                   lock_read_reply(token, names.size()));
+                                   lock_read_reply(key, token, names.size()));
     co_await async_complete(out.read, names);
     co_return out;
   }
@@ -448,6 +463,7 @@ public:
 private:
   std::shared_ptr<detail::redis_client> client_;
   detail::redis_keys keys_;
+  std::optional<detail::entry_signer> signer_; // when entries are signed
 };
 
 // The Redis backend: the invalidation protocol (protocol_store) over

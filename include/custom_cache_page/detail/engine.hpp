@@ -320,7 +320,9 @@ private:
   bool prepare(request_view const& view) {
     try {
       tags_ = resolve_tags(o_.tags, view);
-      key_ = storage_key(o_.prefix(view), o_.key_func(view), tags_);
+      std::optional<std::string> host;
+      if (o_.key_includes_host) host = normalized_host(view);
+      key_ = storage_key(o_.prefix(view), o_.key_func(view), tags_, host);
       tags_.push_back({guard_name(key_), false, guard_ttl, true});
       return true;
     } catch (...) {
@@ -332,6 +334,10 @@ private:
     found_ = std::move(found);
     fwd_ = "miss";
     if (!found_.entry) return miss();
+    if (found_.invalidation_pending) {
+      fwd_ = "stale"; // an invalidation that failed covers it: it is refreshed, never served
+      return miss();
+    }
     if (!entry_answers(*found_.entry, tags_, found_.versions, req, found_.soft_purged)) {
       fwd_ = "vary-miss";
       return miss();
@@ -404,7 +410,7 @@ private:
   }
 
   bool answers_fresh(lookup_result const& found, http::request_header<> const& req, time_point now) const {
-    return found.entry && !found.soft_purged && entry_answers(*found.entry, tags_, found.versions, req) &&
+    return found.entry && !found.soft_purged && !found.invalidation_pending && entry_answers(*found.entry, tags_, found.versions, req) &&
            found.entry->expires_at > now;
   }
 

@@ -39,11 +39,19 @@ inline std::string_view trim(std::string_view s) {
   return s;
 }
 
-// Every field `name` of a header, as a range.
+// Every field `name` of a header, as a range. (Not std::ranges::subrange:
+// clang 14 with libstdc++ 12 cannot check its concepts over Beast's
+// iterators.)
+template <class Iterator>
+struct field_range {
+  Iterator first, last;
+  Iterator begin() const { return first; }
+  Iterator end() const { return last; }
+};
 template <class Fields, class Name>
 auto all_of_field(Fields const& fields, Name const& name) {
   auto [first, last] = fields.equal_range(name);
-  return std::ranges::subrange(first, last);
+  return field_range<decltype(first)>{first, last};
 }
 
 // Calls f(item) for each comma-separated, trimmed, non-empty item; commas
@@ -95,6 +103,17 @@ inline std::optional<std::string_view> bypass_reason(request_view const& r, cach
   return std::nullopt;
 }
 
+// Fields not replayed from a stored response (never_replayed, entry.hpp)
+// and those named by Connection. An upstream Cache-Status is kept: ours is
+// appended to it on every answer.
+inline bool stored_field(http::response_header<> const& res, http::field f, std::string_view name) {
+  if (never_replayed(f)) return false;
+  bool listed = false;
+  for (auto const& c : all_of_field(res, http::field::connection))
+    for (auto const item : http::token_list(c.value())) listed = listed || iequals(item, name);
+  return !listed;
+}
+
 // Why a handler's response must not be stored; empty when it may.
 inline std::optional<not_stored_reason> not_storable(http::response_header<> const& res, std::size_t body_size,
                                                      cache_options const& o) {
@@ -111,18 +130,10 @@ inline std::optional<not_stored_reason> not_storable(http::response_header<> con
     if (star) return not_stored_reason::vary_star;
   }
   if (body_size > o.max_body_size) return not_stored_reason::too_large;
+  for (auto const& f : res)
+    if (stored_field(res, f.name(), f.name_string()) && !replayable_field(f.name_string(), f.value()))
+      return not_stored_reason::invalid_field; // every lookup would find it corrupt
   return std::nullopt;
-}
-
-// Fields not replayed from a stored response (never_replayed, entry.hpp)
-// and those named by Connection. An upstream Cache-Status is kept: ours is
-// appended to it on every answer.
-inline bool stored_field(http::response_header<> const& res, http::field f, std::string_view name) {
-  if (never_replayed(f)) return false;
-  bool listed = false;
-  for (auto const& c : all_of_field(res, http::field::connection))
-    for (auto const item : http::token_list(c.value())) listed = listed || iequals(item, name);
-  return !listed;
 }
 
 // Lower-case field names listed by Vary.

@@ -29,6 +29,7 @@ struct redis_stats {
   std::uint64_t failures = 0;        // operations that failed on the store's side
   std::uint64_t rejected = 0;        // operations refused at once by the open circuit breaker
   std::uint64_t corrupt_entries = 0; // stored values that did not decode (served as misses)
+  std::uint64_t unsigned_entries = 0; // values whose signature was missing or wrong (hmac_key_env; served as misses)
   std::uint64_t script_loads = 0;    // scripts sent whole after NOSCRIPT
 };
 
@@ -278,6 +279,7 @@ public:
     s.failures = counters_.failures.load(std::memory_order_relaxed);
     s.rejected = counters_.rejected.load(std::memory_order_relaxed);
     s.corrupt_entries = counters_.corrupt_entries.load(std::memory_order_relaxed);
+    s.unsigned_entries = counters_.unsigned_entries.load(std::memory_order_relaxed);
     s.script_loads = counters_.script_loads.load(std::memory_order_relaxed);
     return s;
   }

@@ -151,6 +151,7 @@ private:
 // Counters shared by a client's connections.
 struct redis_counters {
   std::atomic<std::uint64_t> round_trips{0};
+  std::atomic<std::uint64_t> unsigned_entries{0};
   std::atomic<std::uint64_t> commands{0};
   std::atomic<std::uint64_t> connects{0};
   std::atomic<std::uint64_t> failures{0};

@@ -19,6 +19,7 @@
 
 #include <charconv>
 #include <chrono>
+#include <cstdlib>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -50,6 +51,12 @@ struct redis_options {
   // Index members deleted per server-side step of a plain-tag invalidation:
   // each step blocks Redis for about a millisecond per thousand.
   std::size_t drain_batch = 1000;
+  // When set, every entry is stored with an HMAC-SHA256 over its key and
+  // bytes (detail/entry_signature.hpp) and an entry without a valid one is
+  // a miss: whoever can write to the Redis but lacks this secret cannot
+  // answer for the site. At least 16 bytes; in a URL, ?hmac_key_env=NAME
+  // reads it from the environment variable NAME.
+  std::string hmac_key;
   // When set, new connections come from here instead of host/port or the
   // socket (TLS through hiredis_ssl, a connection made by the application,
   // a test double of the network). The library owns what it returns (it is
@@ -100,6 +107,13 @@ inline void parse_redis_endpoint(boost::urls::url_view const& u, redis_options& 
   }
 }
 
+// The value of the environment variable `name`; never echoed in errors.
+inline std::string secret_from_environment(std::string_view option, std::string_view name) {
+  char const* value = std::getenv(std::string(name).c_str());
+  if (value == nullptr || *value == '\0') bad_redis_option(option, name, "that environment variable is not set or is empty");
+  return value;
+}
+
 } // namespace detail
 
 // The options a redis:// or unix:// URL describes; throws cache_error
@@ -128,6 +142,7 @@ inline redis_options parse_redis_url(boost::urls::url_view const& u) {
     else if (key == "timeout_ms") o.command_timeout = std::chrono::milliseconds(parse_redis_number<long>(key, value, 1, 3'600'000));
     else if (key == "connect_timeout_ms")
       o.connect_timeout = std::chrono::milliseconds(parse_redis_number<long>(key, value, 1, 3'600'000));
+    else if (key == "hmac_key_env") o.hmac_key = detail::secret_from_environment(key, value);
     else if (key == "pool") o.pool_size = parse_redis_number<std::size_t>(key, value, 1, 1024);
     else if (key == "max_entry") o.max_entry = detail::parse_size(value, "max_entry");
     else if (key == "breaker_threshold") o.breaker_threshold = parse_redis_number<unsigned>(key, value, 0, 1'000'000);
