@@ -8,6 +8,7 @@ packages=(
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev libfmt-dev libssl-dev libhiredis-dev
   catch2 libbenchmark-dev
   redis-server varnish varnish-modules wrk
+  clang libclang-rt-14-dev
   "$@"
 )
 

@@ -2,7 +2,8 @@
 # Installs what is missing; compiles the documentation's blocks, the demo
 # and the benchmarks (dev); runs the unit and integration tests (real
 # redis-server, varnishd and the demo) under asan+ubsan, the unit tests
-# under tsan; then installs the library and builds an out-of-tree consumer.
+# under tsan; runs each libFuzzer target for 20 s; then installs the library
+# and builds an out-of-tree consumer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,10 @@ echo "=== preset tsan: configure, build, test (unit tests) ==="
 cmake --preset tsan
 cmake --build --preset tsan --target ccp_unit_tests
 ctest --preset tsan -R '^unit:'
+
+# libFuzzer (clang): each target over its seed corpus, 20 s, two at a time.
+echo "=== preset fuzz: configure, build, run each target 20 s ==="
+bash scripts/fuzz.sh 20
 
 echo "=== install + find_package consumer ==="
 prefix=$(mktemp -d)
