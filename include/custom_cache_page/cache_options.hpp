@@ -110,6 +110,12 @@ struct cache_options {
   // Cache requests that carry Authorization (RFC 9111 §3.5 says don't, unless
   // the response explicitly allows it; set only for responses that never depend on it).
   bool cache_authorized = false;
+  // As Django's patch_response_headers (the Python package calls it): a
+  // stored response gets Expires unless it has one, and a max-age no
+  // longer than the timeout (added, or a larger one lowered in place; no
+  // other directive touched). False: Cache-Control and Expires go out as
+  // the handler wrote them.
+  bool patch_response_headers = true;
   // Add a strong ETag (SHA-256 of the body) to stored responses without one.
   bool add_etag = false;
   // Stale responses (RFC 5861): for this long after its timeout an entry

@@ -171,19 +171,29 @@ inline bool representable_us(std::int64_t us) {
   constexpr auto hi = duration_cast<microseconds>(cached_response::clock::duration::max()).count();
   return us >= lo && us <= hi;
 }
+// Whether an entry's times are ones this library could have written: a
+// fill stores at most a century back (a response's own age) and keeps at
+// most two centuries, so that Age, ttl and retention stay within the
+// clock's range (found by the fuzzer: far-apart times overflowed them).
+inline bool plausible_times_us(std::int64_t stored_us, std::int64_t expires_us) {
+  constexpr std::int64_t century = std::int64_t{100} * 366 * 24 * 3600 * 1000000;
+  return representable_us(stored_us) && representable_us(expires_us) && stored_us >= -century &&
+         expires_us >= stored_us && expires_us - stored_us <= 2 * century;
+}
 inline cached_response::clock::time_point from_us(std::int64_t us) {
   return cached_response::clock::time_point(
       std::chrono::duration_cast<cached_response::clock::duration>(std::chrono::microseconds(us)));
 }
 
 // Fields never replayed from a stored response: hop-by-hop (RFC 9110
-// §7.6.1), Set-Cookie, and those computed for each answer.
+// §7.6.1), Set-Cookie, and those computed for each answer. (Date is the
+// response's own, replayed with Age beside it: RFC 9111 §4.2.3.)
 inline bool never_replayed(boost::beast::http::field f) {
   using boost::beast::http::field;
   switch (f) {
   case field::connection: case field::keep_alive: case field::proxy_authenticate: case field::proxy_authorization:
   case field::proxy_connection: case field::te: case field::trailer: case field::transfer_encoding: case field::upgrade:
-  case field::set_cookie: case field::set_cookie2: case field::age: case field::content_length: case field::date:
+  case field::set_cookie: case field::age: case field::content_length:
     return true;
   default:
     return false;
@@ -194,7 +204,7 @@ inline bool never_replayed(boost::beast::http::field f) {
 inline bool validator_field(std::string_view name) {
   using boost::beast::iequals;
   return iequals(name, "ETag") || iequals(name, "Cache-Control") || iequals(name, "Expires") || iequals(name, "Vary") ||
-         iequals(name, "Last-Modified") || iequals(name, "Content-Location");
+         iequals(name, "Last-Modified") || iequals(name, "Content-Location") || iequals(name, "Date");
 }
 
 // Limits a decoded field must keep: no store can make us replay more.
@@ -296,7 +306,7 @@ inline std::optional<cached_response> decode_entry(std::string_view bytes) {
   e.status = r.integer<std::uint16_t>();
   auto const stored_us = r.integer<std::int64_t>();
   auto const expires_us = r.integer<std::int64_t>();
-  if (!detail::representable_us(stored_us) || !detail::representable_us(expires_us)) return std::nullopt;
+  if (!detail::plausible_times_us(stored_us, expires_us)) return std::nullopt;
   e.stored_at = detail::from_us(stored_us);
   e.expires_at = detail::from_us(expires_us);
   e.stale_while_revalidate = std::chrono::seconds(r.integer<std::uint32_t>());

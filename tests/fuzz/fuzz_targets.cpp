@@ -104,7 +104,9 @@ void fuzz_request(std::string_view data) {
   (void)ccp::surrogate_from_path(view);
   (void)ccp::surrogate_from_query_params(view);
   (void)ccp::storage_key("p", key, {}, ccp::normalized_host(view));
-  static auto backend = std::make_shared<ccp::memory_backend>();
+  // Small, so that millions of distinct requests keep evicting rather than
+  // growing the process.
+  static auto backend = std::make_shared<ccp::memory_backend>(ccp::memory_backend_options{.max_bytes = std::size_t{4} << 20});
   static auto cached = ccp::cache_page({.timeout = std::chrono::seconds(60), .backend = backend, .add_etag = true},
                                        [](http::request<http::string_body> const& r) {
                                          http::response<http::string_body> res{http::status::ok, r.version()};

@@ -134,6 +134,7 @@ TEMPLATE_TEST_CASE("hits carry Age and the stored max-age unchanged (RFC 9111 4.
   CHECK(hit.header("Age") == "1");
   CHECK(hit.header("Cache-Control") == fill.header("Cache-Control"));
   CHECK(hit.header("Cache-Control") == "public, s-maxage=50, max-age=100");
+  CHECK_FALSE(hit.header("Date").empty());
   CHECK_THAT(hit.cache_status(), Catch::EndsWith("hit; ttl=99"));
 }
 
@@ -145,6 +146,75 @@ TEMPLATE_TEST_CASE("an existing smaller max-age and other directives are kept, a
   auto cached = h.wrap({.timeout = 600s});
   CHECK(get(cached, "/small").header("Cache-Control") == "public, max-age=60");
   CHECK(get(cached, "/large").header("Cache-Control") == "public, max-age=600");
+}
+
+TEMPLATE_TEST_CASE("patch_response_headers = false replays Cache-Control and Expires byte for byte", "[cache_page][rfc9111]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
+  h.respond = [](auto const&, auto& res, auto&) { res.set(http::field::cache_control, "MaX-aGe=3600,  s-maxage=1"); };
+  auto cached = h.wrap({.timeout = 600s, .patch_response_headers = false});
+  auto const fill = get(cached, "/p");
+  auto const hit = get(cached, "/p");
+  CHECK_THAT(hit.cache_status(), Catch::StartsWith("custom_cache_page; hit"));
+  for (auto const& r : {fill, hit}) {
+    CHECK(r.header("Cache-Control") == "MaX-aGe=3600,  s-maxage=1");
+    CHECK(r.header("Expires").empty());
+  }
+  // The default patches as Django does: the larger max-age lowered in place.
+  harness<TestType> d;
+  d.respond = h.respond;
+  auto patched = d.wrap({.timeout = 600s});
+  CHECK(get(patched, "/p").header("Cache-Control") == "MaX-aGe=600,  s-maxage=1");
+}
+
+TEMPLATE_TEST_CASE("the response's Date is stored and replayed, the fill time when it had none (RFC 9110 6.6.1)", "[cache_page][rfc9110]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
+  auto const date = ccp::detail::http_date(std::chrono::system_clock::now() - 5s);
+  h.respond = [date](auto const& req, auto& res, auto&) {
+    if (req.target() == "/dated") res.set(http::field::date, date);
+  };
+  auto cached = h.wrap({.timeout = 600s, .patch_response_headers = false});
+  get(cached, "/dated");
+  auto const dated = get(cached, "/dated");
+  CHECK_THAT(dated.cache_status(), Catch::StartsWith("custom_cache_page; hit"));
+  CHECK(dated.header("Date") == date);
+  auto const fill = get(cached, "/undated");
+  CHECK_FALSE(fill.header("Date").empty());
+  std::this_thread::sleep_for(1100ms);
+  auto const hit = get(cached, "/undated");
+  CHECK(hit.header("Date") == fill.header("Date"));
+  CHECK(hit.header("Age") == "1");
+  // A 304 repeats Date (RFC 9110 15.4.5).
+  auto const not_modified = get(cached, "/undated", {{"If-None-Match", "*"}});
+  CHECK(not_modified.response.result() == http::status::not_modified);
+  CHECK(not_modified.header("Date") == fill.header("Date"));
+}
+
+TEMPLATE_TEST_CASE("Age counts the response's own age: its Age field and how late its Date was (RFC 9111 4.2.3)", "[cache_page][rfc9111]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
+  h.respond = [](auto const& req, auto& res, auto&) {
+    if (req.target() == "/aged") res.set(http::field::age, "30");
+    if (req.target() == "/late")
+      res.set(http::field::date, ccp::detail::http_date(std::chrono::system_clock::now() - std::chrono::seconds(20)));
+  };
+  auto cached = h.wrap({.timeout = 600s});
+  CHECK(get(cached, "/aged").header("Age") == "30"); // passed on by the fill too
+  get(cached, "/late");
+  std::this_thread::sleep_for(1100ms);
+  auto const aged = get(cached, "/aged");
+  CHECK(aged.header("Age") == "31");
+  CHECK_THAT(aged.cache_status(), Catch::Contains("hit; ttl=56")); // freshness counts from the response's age
+  auto const late = get(cached, "/late");
+  CHECK((late.header("Age") == "21" || late.header("Age") == "22"));
+  // Older than the timeout already: never stored.
+  h.respond = [](auto const&, auto& res, auto&) { res.set(http::field::age, "900"); };
+  CHECK_THAT(get(cached, "/old").cache_status(), Catch::Contains("detail=zero-timeout"));
+}
+
+TEMPLATE_TEST_CASE("a timeout past what the clock holds is clamped: the entry is stored and hit", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
+  auto cached = h.wrap({.timeout = std::chrono::hours(24 * 365 * 300)});
+  get(cached, "/forever");
+  CHECK_THAT(get(cached, "/forever").cache_status(), Catch::StartsWith("custom_cache_page; hit"));
 }
 
 TEMPLATE_TEST_CASE("Cache-Status is appended to a member the handler already set", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
@@ -310,18 +380,20 @@ TEMPLATE_TEST_CASE("a zero timeout, or one computed from the response, decides s
 
 TEMPLATE_TEST_CASE("stored headers are replayed except hop-by-hop fields", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {
   harness<TestType> h;
-  h.respond = [](auto const&, auto& res, auto&) {
+  auto const date = ccp::detail::http_date(std::chrono::system_clock::now());
+  h.respond = [date](auto const&, auto& res, auto&) {
     res.set("X-Custom", "kept");
     res.set(http::field::connection, "X-Hop");
     res.set("X-Hop", "dropped");
-    res.set(http::field::date, "Sun, 06 Nov 1994 08:49:37 GMT");
+    res.set(http::field::date, date);
   };
   auto cached = h.wrap();
   get(cached, "/x");
   auto hit = get(cached, "/x");
+  CHECK_THAT(hit.cache_status(), Catch::StartsWith("custom_cache_page; hit"));
   CHECK(hit.header("X-Custom") == "kept");
   CHECK(hit.header("X-Hop").empty());
-  CHECK(hit.header("Date").empty());
+  CHECK(hit.header("Date") == date); // the response's own (RFC 9110 6.6.1)
 }
 
 TEMPLATE_TEST_CASE("the handler can decline caching and add tags through fill_context", "[cache_page]", ccp_test::sync_front, ccp_test::async_front) {

@@ -138,7 +138,7 @@ TEST_CASE("stored_field drops hop-by-hop and per-answer fields", "[http]") {
   };
   for (std::string_view name :
        {"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection", "TE", "Trailer",
-        "Transfer-Encoding", "Upgrade", "Set-Cookie", "Set-Cookie2", "Age", "Date", "Content-Length", "X-Hop",
+        "Transfer-Encoding", "Upgrade", "Set-Cookie", "Age", "Content-Length", "X-Hop",
         "x-hop"}) {
     INFO(name);
     CHECK_FALSE(stored(name));
@@ -146,6 +146,10 @@ TEST_CASE("stored_field drops hop-by-hop and per-answer fields", "[http]") {
   for (std::string_view name :
        {"Content-Type", "ETag", "Last-Modified", "Cache-Control", "Expires", "Vary", "Content-Encoding",
         "Surrogate-Key", "X-Custom",
+        // The response's Date is replayed with Age beside it (RFC 9110 6.6.1, RFC 9111 4.2.3).
+        "Date",
+        // Obsolete (RFC 6265), but nothing makes it hop-by-hop.
+        "Set-Cookie2",
         // An upstream Cache-Status is replayed; ours is appended per answer.
         "Cache-Status"}) {
     INFO(name);
@@ -305,19 +309,33 @@ TEST_CASE("parse_http_date reads the RFC 850 and asctime forms too (RFC 9110 5.6
   }
 }
 
+TEST_CASE("a date past what system_clock holds is clamped, never wrapped (RFC 9110 5.6.7)", "[http][rfc9110]") {
+  auto const far = d::parse_http_date("Fri, 01 Jan 2286 00:00:00 GMT");
+  REQUIRE(far.has_value());
+  CHECK(*far == std::chrono::system_clock::time_point::max());
+  CHECK(*far > std::chrono::system_clock::now());
+  CHECK(d::parse_http_date("Fri, 01 Jan 2100 00:00:00 GMT") < far);
+}
+
 TEST_CASE("with_max_age patches Cache-Control as Django does", "[http]") {
   CHECK(d::with_max_age("", 600, true) == "max-age=600");
   CHECK(d::with_max_age("public", 600, true) == "public, max-age=600");
   // keep_smaller: an existing smaller max-age is kept, a larger one lowered.
   CHECK(d::with_max_age("public, max-age=300", 600, true) == "public, max-age=300");
-  CHECK(d::with_max_age("max-age=900, must-revalidate", 600, true) == "must-revalidate, max-age=600");
+  // Lowered in place: the other directives keep their order and spelling.
+  CHECK(d::with_max_age("max-age=900, must-revalidate", 600, true) == "max-age=600, must-revalidate");
+  CHECK(d::with_max_age("MaX-aGe=3600, S-MaxAge=1", 600, true) == "MaX-aGe=600, S-MaxAge=1");
+  CHECK(d::with_max_age("max-age=3600,s-maxage=1", 600, true) == "max-age=600,s-maxage=1");
+  CHECK(d::with_max_age("max-age=99999999999", 600, true) == "max-age=600");
   CHECK(d::with_max_age("public, max-age=300", 600, false) == "public, max-age=600");
-  CHECK(d::with_max_age("Max-Age=300", 600, true) == "max-age=300");
+  CHECK(d::with_max_age("Max-Age=300", 600, true) == "Max-Age=300");
   // Other directives are kept as they were, including arguments.
   CHECK(d::with_max_age("no-cache=\"Set-Cookie\", s-maxage=60, stale-while-revalidate=30", 600, true) ==
         "no-cache=\"Set-Cookie\", s-maxage=60, stale-while-revalidate=30, max-age=600");
+  CHECK(d::with_max_age("public, max-age=300", 600, false) == "public, max-age=600");
   // A max-age that is not a number does not count; never negative.
   CHECK(d::with_max_age("max-age=abc", 600, true) == "max-age=600");
+  CHECK(d::with_max_age("public, max-age=abc", 600, true) == "public, max-age=600");
   CHECK(d::with_max_age("", -5, true) == "max-age=0");
 }
 

@@ -53,11 +53,9 @@ inline void write_hit_status(answer_text& out, cached_response const& e, answer_
 // The fields computed for this answer, and the blank line that ends the header.
 inline void write_tail(answer_text& out, cached_response const& e, unsigned version, bool not_modified, answer_spec const& spec) {
   using namespace std::chrono;
-  long long age = 0;
-  if (spec.kind != answer_kind::filled) {
-    age = std::max<long long>(0, duration_cast<seconds>(cached_response::clock::now() - e.stored_at).count());
-    out << "Age: " << age << "\r\n";
-  }
+  // A fill sends Age only when the response came with an age of its own.
+  auto const age = std::max<long long>(0, duration_cast<seconds>(cached_response::clock::now() - e.stored_at).count());
+  if (spec.kind != answer_kind::filled || age > 0) out << "Age: " << age << "\r\n";
   if (!not_modified) out << "Content-Length: " << static_cast<long long>(e.body.size()) << "\r\n";
   if (version >= 11 && !spec.keep_alive) out << "Connection: close\r\n";
   if (version < 11 && spec.keep_alive) out << "Connection: keep-alive\r\n";

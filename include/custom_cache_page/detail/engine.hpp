@@ -98,6 +98,8 @@ public:
   // The internal per-target tag (see start_other). It never reaches a
   // CDN backend or a header: guard tags are marked `guard`.
   static constexpr std::chrono::seconds guard_ttl{std::chrono::hours(24)};
+  // A longer timeout is this: times past it would leave the clock's range.
+  static constexpr std::chrono::seconds max_timeout{std::chrono::hours(24 * 365 * 100)};
   static std::string guard_name(std::string const& key) { return "~target:" + key; }
 
   // `background_refresh`: the front end can answer a stale entry at once
@@ -240,10 +242,11 @@ public:
     auto why = not_storable(res, body.size(), o_);
     if (!why && ctx.declined()) why = not_stored_reason::handler_declined;
     if (!why && (!snapshot_ok_ || ctx.snapshot_failed())) why = not_stored_reason::store_failed;
-    auto const ttl = why ? std::chrono::seconds(0) : timeout(res);
-    if (!why && ttl.count() <= 0) why = not_stored_reason::zero_timeout;
+    auto const ttl = why ? std::chrono::seconds(0) : std::min(timeout(res), max_timeout);
+    auto const age = initial_age(res, now);
+    if (!why && ttl <= age) why = not_stored_reason::zero_timeout; // no freshness left
     if (why) return not_stored(*why);
-    return {step::store, false, {}, nullptr, answer_kind::hit, false, make_entry(res, body, ctx, req, ttl, now)};
+    return {step::store, false, {}, nullptr, answer_kind::hit, false, make_entry(res, body, ctx, req, {ttl, age}, now)};
   }
 
   action stored(store_outcome outcome, std::shared_ptr<cached_response const> entry) {
@@ -433,18 +436,25 @@ private:
     return {step::answer_response};
   }
 
+  struct lifetime {
+    std::chrono::seconds ttl;         // from the timeout
+    std::chrono::seconds initial_age; // the response's own age when it came
+  };
+
   std::shared_ptr<cached_response> make_entry(http::response_header<>& res, std::string_view body, fill_context const& ctx,
-                                              http::request_header<> const& req, std::chrono::seconds ttl, time_point now) const {
+                                              http::request_header<> const& req, lifetime life, time_point now) const {
     auto e = std::make_shared<cached_response>();
     e->status = res.result_int();
-    e->stored_at = now;
-    e->expires_at = now + ttl;
+    // Age on a hit is now - stored_at: the response's own age, then its time here.
+    e->stored_at = now - life.initial_age;
+    e->expires_at = e->stored_at + life.ttl;
     e->stale_while_revalidate = stale_window(res, "stale-while-revalidate", o_.stale_while_revalidate);
     e->stale_if_error = stale_window(res, "stale-if-error", o_.stale_if_error);
-    // As Django's patch_response_headers: Expires unless set, and a max-age
-    // no longer than the timeout.
-    if (res.find(http::field::expires) == res.end()) res.set(http::field::expires, http_date(e->expires_at));
-    res.set(http::field::cache_control, with_max_age(res[http::field::cache_control], ttl.count(), true));
+    if (res.find(http::field::date) == res.end()) res.set(http::field::date, http_date(now)); // RFC 9110 §6.6.1
+    if (o_.patch_response_headers) {
+      if (res.find(http::field::expires) == res.end()) res.set(http::field::expires, http_date(e->expires_at));
+      res.set(http::field::cache_control, with_max_age(res[http::field::cache_control], life.ttl.count(), true));
+    }
     if (o_.add_etag && res.find(http::field::etag) == res.end())
       res.set(http::field::etag, "\"" + sha256_hex(body).substr(0, 32) + "\"");
     for (auto const& f : res)

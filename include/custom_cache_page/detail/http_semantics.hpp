@@ -251,7 +251,12 @@ inline std::optional<std::chrono::system_clock::time_point> compose(std::string_
   year_month_day const ymd{std::chrono::year{*year}, std::chrono::month{static_cast<unsigned>(m)},
                            std::chrono::day{static_cast<unsigned>(*d)}};
   if (!ymd.ok() || *h > 23 || *mi > 59 || *se > 60) return std::nullopt;
-  return sys_days{ymd} + hours{*h} + minutes{*mi} + seconds{*se};
+  // In seconds, then clamped: system_clock's nanoseconds end in 2262.
+  sys_seconds const t = sys_days{ymd} + hours{*h} + minutes{*mi} + seconds{*se};
+  using clock = system_clock;
+  if (t >= floor<seconds>(clock::time_point::max())) return clock::time_point::max();
+  if (t <= ceil<seconds>(clock::time_point::min())) return clock::time_point::min();
+  return time_point_cast<clock::duration>(t);
 }
 
 // RFC 850's two-digit year: the one within 50 years of now, never more
@@ -310,28 +315,43 @@ inline bool not_modified(http::request_header<> const& req, cached_response cons
   return since && modified && *modified <= *since;
 }
 
-// Cache-Control with max-age set to `max_age` seconds, other directives kept
-// (Django's patch_cache_control: an existing smaller max-age wins when
-// `keep_smaller`).
+// Cache-Control with a max-age of at most `max_age` seconds, as Django's
+// patch_cache_control: added when missing, its value replaced in place when
+// larger (or not a number, or whatever it was unless `keep_smaller`); every
+// other byte as it was.
 inline std::string with_max_age(std::string_view cache_control, long long max_age, bool keep_smaller) {
-  std::string out;
+  max_age = std::max(0LL, max_age);
+  std::optional<std::string_view> item_found, value; // within cache_control
   for_each_list_item(cache_control, [&](std::string_view item) {
-    auto name = trim(item.substr(0, item.find('=')));
-    if (iequals(name, "max-age")) {
-      if (keep_smaller) {
-        auto arg = trim(item.substr(std::min(item.size(), item.find('=') + 1)));
-        long long existing = 0;
-        auto [p, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), existing);
-        if (ec == std::errc{} && p == arg.data() + arg.size()) max_age = std::min(max_age, existing);
-      }
-      return;
-    }
-    if (!out.empty()) out += ", ";
-    out += item;
+    auto const eq = item.find('=');
+    if (item_found || !iequals(trim(item.substr(0, eq)), "max-age")) return;
+    item_found = item;
+    if (eq != std::string_view::npos) value = trim(item.substr(eq + 1));
   });
-  if (!out.empty()) out += ", ";
-  out += fmt::format("max-age={}", std::max(0LL, max_age));
-  return out;
+  if (!item_found) return std::string(cache_control) + (trim(cache_control).empty() ? "" : ", ") + fmt::format("max-age={}", max_age);
+  long long existing = 0;
+  bool const numeric = value && !value->empty() &&
+                       std::from_chars(value->data(), value->data() + value->size(), existing).ptr == value->data() + value->size();
+  if (numeric && keep_smaller && existing >= 0 && existing <= max_age) return std::string(cache_control);
+  auto const replaced = value ? *value : *item_found;
+  auto const at = static_cast<std::size_t>(replaced.data() - cache_control.data());
+  return std::string(cache_control.substr(0, at)) + (value ? fmt::format("{}", max_age) : fmt::format("max-age={}", max_age)) +
+         std::string(cache_control.substr(at + replaced.size()));
+}
+
+// The corrected initial age of a response the handler just gave (RFC 9111
+// §4.2.3, no transit delay): its Age, or how long before `now` its Date
+// says it was generated, whichever is larger; delta-seconds capped at 2^31
+// (§1.2.2).
+inline std::chrono::seconds initial_age(http::response_header<> const& res, std::chrono::system_clock::time_point now) {
+  constexpr long long cap = 2147483648LL;
+  long long age = 0;
+  auto const a = trim(res[http::field::age]);
+  if (!a.empty() && std::all_of(a.begin(), a.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    age = a.size() > 10 ? cap : std::min(cap, std::stoll(std::string(a)));
+  if (auto const date = parse_http_date(res[http::field::date]); date && *date < now)
+    age = std::max<long long>(age, std::min<long long>(cap, std::chrono::duration_cast<std::chrono::seconds>(now - *date).count()));
+  return std::chrono::seconds(age);
 }
 
 
