@@ -395,20 +395,6 @@ TEST_CASE("no client ever receives a response built for another: cookies, privat
 
 namespace {
 
-// Keys of `pattern` on the server (SCAN).
-std::vector<std::string> redis_keys(redisContext* c, std::string const& pattern) {
-  std::vector<std::string> keys;
-  std::string cursor = "0";
-  do {
-    auto r = command(c, {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
-    REQUIRE(r->type == REDIS_REPLY_ARRAY);
-    cursor.assign(r->element[0]->str, r->element[0]->len);
-    for (std::size_t i = 0; i < r->element[1]->elements; ++i)
-      keys.emplace_back(r->element[1]->element[i]->str, r->element[1]->element[i]->len);
-  } while (cursor != "0");
-  return keys;
-}
-
 // A fault of the demo's Redis: begin() makes it, end() undoes it.
 struct redis_fault {
   std::string name;
@@ -433,18 +419,18 @@ TEST_CASE("Redis faults through the demo: every request answered by the handler 
        }),
        on([](redisContext* c, auto&) { command(c, {"CONFIG", "SET", "maxmemory", "0"}); })},
       {"corrupt values", on([](redisContext* c, std::string const& prefix) {
-         for (auto const& k : redis_keys(c, prefix + "page:*")) command(c, {"SET", k, "garbage"});
+         for (auto const& k : scan_keys(c, prefix + "page:*")) command(c, {"SET", k, "garbage"});
        }),
        nothing},
       {"wrong-type counters",
        on([](redisContext* c, std::string const& prefix) {
-         for (auto const& k : redis_keys(c, prefix + "tagv:*")) {
+         for (auto const& k : scan_keys(c, prefix + "tagv:*")) {
            command(c, {"DEL", k});
            command(c, {"RPUSH", k, "x"});
          }
        }),
        on([](redisContext* c, std::string const& prefix) {
-         for (auto const& k : redis_keys(c, prefix + "tagv:*")) command(c, {"DEL", k});
+         for (auto const& k : scan_keys(c, prefix + "tagv:*")) command(c, {"DEL", k});
        })},
   };
   int round = 0;

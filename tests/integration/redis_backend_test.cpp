@@ -77,18 +77,6 @@ std::int64_t integer(ccp_test::redis_reply const& r) {
 
 bool exists(redisContext* c, std::string const& key) { return integer(command(c, {"EXISTS", key})) == 1; }
 
-std::vector<std::string> all_keys(redisContext* c) {
-  std::vector<std::string> keys;
-  std::string cursor = "0";
-  do {
-    auto r = command(c, {"SCAN", cursor, "COUNT", "1000"});
-    REQUIRE(r->type == REDIS_REPLY_ARRAY);
-    cursor.assign(r->element[0]->str, r->element[0]->len);
-    for (std::size_t i = 0; i < r->element[1]->elements; ++i)
-      keys.emplace_back(r->element[1]->element[i]->str, r->element[1]->element[i]->len);
-  } while (cursor != "0");
-  return keys;
-}
 
 } // namespace
 
@@ -491,7 +479,7 @@ TEST_CASE("redis_backend: nothing is read or written outside the prefix", "[redi
     b.index().add("r", "k3", std::chrono::system_clock::now() + 60s);
     CHECK(b.index().size() > 0);
   }
-  auto keys = all_keys(ctx.get());
+  auto keys = ccp_test::scan_keys(ctx.get());
   CHECK(keys.size() >= 5);
   for (auto const& k : keys) CHECK_THAT(k, Catch::StartsWith(o.prefix));
   // Database 0 did not receive any of them.

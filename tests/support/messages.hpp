@@ -24,9 +24,8 @@ struct received {
   std::string cache_status() const { return header("Cache-Status"); }
 };
 
-// `head`: the response answers a HEAD request (the parser then reads no body).
-inline received receive(http::message_generator gen, bool head = false) {
-  received out;
+// The bytes a socket would be sent, write by write (recorded in `out`).
+inline std::string serialise(http::message_generator& gen, received& out) {
   std::string wire;
   boost::beast::error_code ec;
   while (!gen.is_done()) {
@@ -41,6 +40,14 @@ inline received receive(http::message_generator gen, bool head = false) {
     }
     gen.consume(n);
   }
+  return wire;
+}
+
+// `head`: the response answers a HEAD request (the parser then reads no body).
+inline received receive(http::message_generator gen, bool head = false) {
+  received out;
+  std::string const wire = serialise(gen, out);
+  boost::beast::error_code ec;
   http::response_parser<http::string_body> parser;
   parser.eager(true);
   parser.skip(head);

@@ -39,6 +39,20 @@ inline redis_reply command(redisContext* c, std::vector<std::string> const& args
   return r;
 }
 
+// Every key matching `pattern` (SCAN).
+inline std::vector<std::string> scan_keys(redisContext* c, std::string const& pattern = "*") {
+  std::vector<std::string> keys;
+  std::string cursor = "0";
+  do {
+    auto r = command(c, {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+    if (r->type != REDIS_REPLY_ARRAY) throw std::runtime_error("SCAN did not answer an array");
+    cursor.assign(r->element[0]->str, r->element[0]->len);
+    for (std::size_t i = 0; i < r->element[1]->elements; ++i)
+      keys.emplace_back(r->element[1]->element[i]->str, r->element[1]->element[i]->len);
+  } while (cursor != "0");
+  return keys;
+}
+
 class redis_server {
 public:
   redis_server() : program_(require_program("redis-server", "redis-server")) {
