@@ -16,7 +16,7 @@ bash scripts/setup-debian.sh
 echo "=== preset dev: configure, build, test (documentation, examples, benchmarks) ==="
 # No debug information here: nothing built in dev is run under a debugger.
 cmake --preset dev -DCUSTOM_CACHE_PAGE_INTEGRATION_TESTS=OFF -DCMAKE_CXX_FLAGS_DEBUG=-g0
-cmake --build --preset dev --target ccp_snippets memory_bench redis_hit_bench redis_invalidation_bench page_server
+cmake --build --preset dev --target ccp_compile_checks
 ctest --preset dev -R '^docs:'
 
 echo "=== preset asan: configure, build, test (unit and integration tests) ==="
@@ -27,8 +27,15 @@ ctest --preset asan
 # ThreadSanitizer over the unit tests: the concurrency, budget and
 # memory backend tests run threads against one backend.
 echo "=== preset tsan: configure, build, test (unit tests) ==="
+# The fuzz executable (one source, one compiler) is built meanwhile, on
+# the core that the last unity batch of the unit tests leaves idle; it is
+# done before any test runs.
+cmake --preset fuzz > /dev/null
+cmake --build --preset fuzz --target ccp_fuzz -j 1 > build/fuzz-build.log 2>&1 &
+fuzz_build=$!
 cmake --preset tsan
 cmake --build --preset tsan --target ccp_unit_tests
+if ! wait "${fuzz_build}"; then cat build/fuzz-build.log >&2; exit 1; fi
 ctest --preset tsan -R '^unit:'
 
 # libFuzzer (clang): each target over its seed corpus, 20 s, two at a time.

@@ -36,9 +36,10 @@ ccp::pending_invalidations_options quick(std::size_t bound = 10000) { return {bo
 
 TEST_CASE("a failed invalidation is retried with backoff until it succeeds, and covers its tag until then", "[pending]") {
   std::atomic<int> calls{0};
+  std::atomic<bool> other_tag{false}; // (Catch's assertions belong to the test's thread)
   auto pending = std::make_shared<ccp::pending_invalidations>(
       [&](ccp::pending_invalidation const& p) {
-        CHECK(p.tag == "products");
+        if (p.tag != "products") other_tag = true;
         if (++calls < 3) throw std::runtime_error("still down");
       },
       quick());
@@ -48,6 +49,7 @@ TEST_CASE("a failed invalidation is retried with backoff until it succeeds, and 
   CHECK_FALSE(pending->covers(tagged("orders")));
   REQUIRE(pending->wait_until_empty(5s));
   CHECK(calls == 3);
+  CHECK_FALSE(other_tag);
   CHECK_FALSE(pending->covers(tagged("products")));
 }
 
