@@ -189,9 +189,10 @@ public:
   // A failed invalidation throws, and is also kept and retried until it
   // succeeds (see pending_invalidations.hpp).
   invalidation_result invalidate_tag(std::string const& tag, purge_mode mode = purge_mode::hard) const {
+    auto const started = pending_invalidations::clock::now();
     try {
       auto r = self_->invalidate_tag(tag, mode);
-      self_->pending->succeeded(tag, mode, false);
+      self_->pending->succeeded(tag, mode, false, started);
       return r;
     } catch (...) {
       keep_failed(*self_, tag, mode, false);
@@ -199,9 +200,10 @@ public:
   }
   // Bumps an internal (guard) tag: stores only, never a CDN backend.
   void invalidate_internal_tag(std::string const& tag) const {
+    auto const started = pending_invalidations::clock::now();
     try {
       self_->invalidate_internal_tag(tag);
-      self_->pending->succeeded(tag, purge_mode::hard, true);
+      self_->pending->succeeded(tag, purge_mode::hard, true, started);
     } catch (...) {
       keep_failed(*self_, tag, purge_mode::hard, true);
     }
@@ -475,9 +477,10 @@ private:
 
   static boost::asio::awaitable<invalidation_result> async_invalidate(std::shared_ptr<concept_> self, std::string tag, purge_mode mode) {
     std::exception_ptr failed;
+    auto const started = pending_invalidations::clock::now();
     try {
       auto r = co_await self->async_invalidate_tag(tag, mode);
-      self->pending->succeeded(tag, mode, false);
+      self->pending->succeeded(tag, mode, false, started);
       co_return r;
     } catch (...) {
       failed = std::current_exception();
@@ -487,9 +490,10 @@ private:
 
   static boost::asio::awaitable<void> async_invalidate_internal(std::shared_ptr<concept_> self, std::string tag) {
     std::exception_ptr failed;
+    auto const started = pending_invalidations::clock::now();
     try {
       co_await self->async_invalidate_internal_tag(tag);
-      self->pending->succeeded(tag, purge_mode::hard, true);
+      self->pending->succeeded(tag, purge_mode::hard, true, started);
       co_return;
     } catch (...) {
       failed = std::current_exception();

@@ -94,13 +94,15 @@ public:
     return true;
   }
 
-  // An invalidation of `tag` that succeeded covers a pending one as hard
-  // as itself.
-  void succeeded(std::string_view tag, purge_mode mode, bool internal) {
+  // An invalidation of `tag` that succeeded, sent at `started`, covers a
+  // pending one as hard as itself that had failed before it was sent (one
+  // sent earlier may have landed before the data changed).
+  void succeeded(std::string_view tag, purge_mode mode, bool internal, clock::time_point started) {
     if (empty()) return;
     std::lock_guard lock(mutex_);
     auto it = items_.find(id{std::string(tag), internal});
-    if (it == items_.end() || (mode == purge_mode::soft && it->second.item.mode == purge_mode::hard)) return;
+    if (it == items_.end() || it->second.item.since > started) return;
+    if (mode == purge_mode::soft && it->second.item.mode == purge_mode::hard) return;
     remove(it, false);
   }
 

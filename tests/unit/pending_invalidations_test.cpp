@@ -76,13 +76,18 @@ TEST_CASE("a pending set at its bound refuses the next failure and covers every 
   CHECK(ccp::stats().snapshot().invalidations_retried >= before.invalidations_retried + 2);
 }
 
-TEST_CASE("a later invalidation that succeeds settles a pending one as hard as itself", "[pending]") {
+TEST_CASE("a later invalidation that succeeds settles a pending one as hard as itself, if it was sent after the failure", "[pending]") {
   auto pending = std::make_shared<ccp::pending_invalidations>([](ccp::pending_invalidation const&) { throw std::runtime_error("down"); },
                                                               ccp::pending_invalidations_options{10, 1h, 1h});
+  auto const before = ccp::pending_invalidations::clock::now();
   pending->add("products", ccp::purge_mode::hard, false, "down");
-  pending->succeeded("products", ccp::purge_mode::soft, false);
+  // Sent before the failure (it may have landed before the data changed): settles nothing.
+  pending->succeeded("products", ccp::purge_mode::hard, false, before);
   CHECK(pending->size() == 1);
-  pending->succeeded("products", ccp::purge_mode::hard, false);
+  auto const after = ccp::pending_invalidations::clock::now();
+  pending->succeeded("products", ccp::purge_mode::soft, false, after);
+  CHECK(pending->size() == 1);
+  pending->succeeded("products", ccp::purge_mode::hard, false, after);
   CHECK(pending->size() == 0);
 }
 
