@@ -107,6 +107,11 @@ struct cache_options {
   std::size_t max_body_size = std::size_t{8} << 20;
   // Store per Vary: only serve an entry to requests whose varying fields match.
   bool honour_vary = true;
+  // Under Vary, a key keeps up to this many variants besides the first,
+  // each stored apart (its key is the page's plus the slot its varying
+  // values hash to): clients that alternate Accept-Language all hit, and
+  // no header value can make one page take more. 0: one entry per key.
+  std::size_t max_vary_variants = 8;
   // Cache requests that carry Authorization (RFC 9111 §3.5 says don't, unless
   // the response explicitly allows it; set only for responses that never depend on it).
   bool cache_authorized = false;
@@ -125,6 +130,24 @@ struct cache_options {
   // For this long after its timeout an entry answers in place of a handler
   // that throws or returns a 5xx status; stale-if-error=N likewise.
   std::chrono::seconds stale_if_error{0};
+  // After its timeout, a stored response with an ETag or Last-Modified is
+  // kept this long more and refreshed through the handler, called with
+  // If-None-Match / If-Modified-Since from it: a 304 makes the entry fresh
+  // again, its header updated and its body kept (RFC 9111 §4.3.4); a 200
+  // replaces it. A stored Cache-Control: no-cache response is then
+  // validated on every request (§5.2.2.4). 0: stale entries refill in full.
+  std::chrono::seconds revalidate_for{0};
+  // Honour the request's Cache-Control (no-store, no-cache, max-age,
+  // min-fresh, max-stale, only-if-cached) and Pragma: no-cache as RFC 9111
+  // §5.2.1 says. Off: they are ignored, as nginx and Varnish do, so that
+  // no client can empty the cache or make every request reach the handler.
+  bool honour_request_directives = false;
+  // A targeted field (RFC 9213), for example "CCP-Cache-Control", or
+  // "CDN-Cache-Control" for a cache at the edge: when a response has it, its
+  // directives, not Cache-Control's, decide whether and how long this cache
+  // stores it (s-maxage or max-age in place of the timeout), and
+  // Cache-Control and Expires go downstream as the handler wrote them.
+  std::string targeted_cache_control = {};
   // Concurrent misses on one key run the handler once: the others wait for
   // it (at most coalesce_wait, then run it themselves) and are answered from
   // the stored entry, or run the handler themselves when it was not stored.

@@ -228,6 +228,14 @@ private:
     return http::message_generator(std::move(res));
   }
 
+  // only-if-cached with nothing stored: 504 (RFC 9111 §5.2.1.7).
+  http::message_generator unavailable(unsigned version, bool keep_alive, std::string_view params) const {
+    http::response<http::empty_body> res{http::status::gateway_timeout, version};
+    res.keep_alive(keep_alive);
+    res.content_length(0);
+    return pass_through(std::move(res), params);
+  }
+
   // One request through the engine: performs its actions and feeds their
   // outcomes back. Both front ends share everything but how an action
   // waits: drive() blocks the calling thread (each wait bounded by
@@ -272,6 +280,7 @@ private:
       using detail::step;
       if (a.what == step::rethrow) std::rethrow_exception(thrown_);
       if (a.what == step::answer_response) return h_.pass_through(std::move(*res_), en_.params());
+      if (a.what == step::answer_unavailable) return h_.unavailable(request().version(), keep_alive_, en_.params());
       if (lease_ && !a.background) lease_.finish(a.flight_stored);
       return detail::answer_from(std::move(a.entry), request(),
                                  {a.kind, en_.params(), h_.self_->options.cache_status_name, keep_alive_});
@@ -292,11 +301,11 @@ private:
       case step::pause: std::this_thread::sleep_for(a.wait); return en_.paused();
       case step::snapshot: return on_snapshot(detail::try_call([&] { return backend_.tag_versions(en_.tags()); }));
       case step::call_handler:
-        begin_call(a.fill);
+        begin_call(a);
         return on_response(detail::try_call([&] { return respond(h_.call(std::forward<Request>(req_), ctx_)); }));
       case step::store: {
         auto e = std::move(a.building);
-        if (!fill_body(*e)) return en_.stored(detail::store_outcome::not_kept, std::move(e));
+        if (!fill_body(*e, a.body_kept)) return en_.stored(detail::store_outcome::not_kept, std::move(e));
         auto const outcome = detail::store_outcome_of(
             detail::try_call([&] { return backend_.store_and_release_fill_lock(en_.key(), e, lock_.token()); }));
         return stored(outcome, std::move(e));
@@ -324,10 +333,10 @@ private:
         co_return en_.paused();
       }
       case step::snapshot: co_return on_snapshot(co_await try_await(backend_.async_tag_versions(en_.tags())));
-      case step::call_handler: begin_call(a.fill); co_return on_response(co_await try_await(respond_async()));
+      case step::call_handler: begin_call(a); co_return on_response(co_await try_await(respond_async()));
       case step::store: {
         auto e = std::move(a.building);
-        if (!fill_body(*e)) co_return en_.stored(detail::store_outcome::not_kept, std::move(e));
+        if (!fill_body(*e, a.body_kept)) co_return en_.stored(detail::store_outcome::not_kept, std::move(e));
         auto const outcome =
             detail::store_outcome_of(co_await try_await(backend_.async_store_and_release_fill_lock(en_.key(), e, lock_.token())));
         co_return stored(outcome, std::move(e));
@@ -409,10 +418,15 @@ private:
       return en_.snapshot_failed();
     }
 
-    void begin_call(bool fill) {
-      if (!fill) return;
+    // A fill keeps the client's header for the answer, and asks the
+    // handler for what the cache needs (action::whole, action::validate).
+    // A request the caller passed as const is given as it came.
+    void begin_call(detail::action const& a) {
+      if (!a.fill) return;
       kept_.emplace(req_.base());
       ctx_ = fill_context(backend_);
+      if constexpr (!std::is_const_v<std::remove_reference_t<Request>>)
+        if (a.whole) detail::ask_for_whole(req_.base(), a.validate.get());
     }
 
     bool respond(response_type res) {
@@ -434,8 +448,8 @@ private:
 
     // The response's body moves into the entry, which is sealed; false
     // when the backend keeps no entries (it is then not asked to store).
-    bool fill_body(cached_response& e) {
-      e.body = detail::take_body<body_type>(res_->body());
+    bool fill_body(cached_response& e, bool body_kept) {
+      if (!body_kept) e.body = detail::take_body<body_type>(res_->body());
       detail::seal(e, backend_);
       return backend_.keeps_entries();
     }

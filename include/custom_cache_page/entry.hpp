@@ -46,6 +46,10 @@ struct cached_response {
   // handler fails (stale-if-error), for these windows (RFC 5861).
   std::chrono::seconds stale_while_revalidate{0};
   std::chrono::seconds stale_if_error{0};
+  // After expires_at an entry with a validator (ETag, Last-Modified) is
+  // kept this long more, for the handler to revalidate it (a 304 makes it
+  // fresh again without a new body: RFC 9111 §4.3.4).
+  std::chrono::seconds revalidate_for{0};
   // Every tag of the entry with the counter version it was built under.
   std::vector<tag_version> tags;
   // With Vary honoured: each varying request field (lower case) and the
@@ -60,10 +64,11 @@ struct cached_response {
   std::size_t head_validators = 0;
   std::string upstream_cache_status;
 
-  // Until when a store keeps the entry: its freshness plus the longer
-  // stale window.
+  // Until when a store keeps the entry: its freshness plus the longest
+  // window after it.
   clock::time_point retain_until() const {
-    auto const window = std::chrono::duration_cast<clock::duration>(std::max(stale_while_revalidate, stale_if_error));
+    auto const window =
+        std::chrono::duration_cast<clock::duration>(std::max({stale_while_revalidate, stale_if_error, revalidate_for}));
     return expires_at > clock::time_point::max() - window ? clock::time_point::max() : expires_at + window;
   }
 
@@ -94,17 +99,17 @@ inline std::shared_ptr<cached_response const> with_versions(cached_response cons
   return copy;
 }
 
-// Encoding, version 2 (all integers little-endian):
-//   "CCPE" u8 version=2
+// Encoding, version 3 (all integers little-endian):
+//   "CCPE" u8 version=3
 //   u16 status  i64 stored_at_us  i64 expires_at_us
-//   u32 stale_while_revalidate_s  u32 stale_if_error_s
+//   u32 stale_while_revalidate_s  u32 stale_if_error_s  u32 revalidate_for_s
 //   u32 n_headers  { u32 len name  u32 len value }*
 //   u32 n_tags     { u32 len name  u64 version  u8 flags (1: versioned, 2: guard) }*
 //   u32 n_vary     { u32 len name  u32 len value }*
 //   u32 len body
-// and nothing after.
+// and nothing after. Version 2, read still, lacks revalidate_for_s.
 inline constexpr std::string_view entry_magic = "CCPE";
-inline constexpr std::uint8_t entry_format_version = 2;
+inline constexpr std::uint8_t entry_format_version = 3;
 
 class entry_writer {
 public:
@@ -273,6 +278,7 @@ inline std::string encode_entry(cached_response const& e) {
   w.integer(detail::to_us(e.expires_at));
   w.integer(static_cast<std::uint32_t>(std::clamp<std::int64_t>(e.stale_while_revalidate.count(), 0, UINT32_MAX)));
   w.integer(static_cast<std::uint32_t>(std::clamp<std::int64_t>(e.stale_if_error.count(), 0, UINT32_MAX)));
+  w.integer(static_cast<std::uint32_t>(std::clamp<std::int64_t>(e.revalidate_for.count(), 0, UINT32_MAX)));
   w.integer(static_cast<std::uint32_t>(e.headers.size()));
   for (auto const& [n, v] : e.headers) {
     w.bytes(n);
@@ -301,7 +307,8 @@ inline std::string encode_entry(cached_response const& e) {
 inline std::optional<cached_response> decode_entry(std::string_view bytes) {
   detail::entry_reader r(bytes);
   if (r.take(detail::entry_magic.size()) != detail::entry_magic) return std::nullopt;
-  if (r.integer<std::uint8_t>() != detail::entry_format_version) return std::nullopt;
+  auto const version = r.integer<std::uint8_t>();
+  if (version != detail::entry_format_version && version != 2) return std::nullopt;
   cached_response e;
   e.status = r.integer<std::uint16_t>();
   auto const stored_us = r.integer<std::int64_t>();
@@ -311,6 +318,7 @@ inline std::optional<cached_response> decode_entry(std::string_view bytes) {
   e.expires_at = detail::from_us(expires_us);
   e.stale_while_revalidate = std::chrono::seconds(r.integer<std::uint32_t>());
   e.stale_if_error = std::chrono::seconds(r.integer<std::uint32_t>());
+  if (version >= 3) e.revalidate_for = std::chrono::seconds(r.integer<std::uint32_t>());
   for (auto n = r.count(8); n > 0 && r.ok(); --n) {
     auto name = r.bytes();
     auto value = r.bytes();

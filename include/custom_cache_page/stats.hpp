@@ -29,6 +29,7 @@ enum class not_stored_reason : std::uint8_t {
   store_failed,     // the backend could not store it
   no_store_backend, // the backend keeps no pages (a CDN backend alone)
   invalid_field,    // a field no entry may replay (a control byte, over 16 KiB, a name that is not a token)
+  request_no_store, // the request said Cache-Control: no-store (honour_request_directives)
   count_
 };
 
@@ -36,7 +37,7 @@ inline constexpr std::string_view to_string(not_stored_reason r) {
   constexpr std::array<std::string_view, static_cast<std::size_t>(not_stored_reason::count_)> names{
       "status", "set-cookie", "no-store", "private", "vary-star", "too-large",
       "handler-declined", "invalidated", "head", "zero-timeout", "store-failed",
-      "no-store-backend", "invalid-field"};
+      "no-store-backend", "invalid-field", "request-no-store"};
   return names[static_cast<std::size_t>(r)];
 }
 

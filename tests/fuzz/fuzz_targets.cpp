@@ -84,6 +84,14 @@ void fuzz_entry(std::string_view data) {
     check_one_response(ccp::detail::answer_from(entry, req, {ccp::detail::answer_kind::hit, "", "fuzz", true}),
                        method == http::verb::head, "entry");
   }
+  // Ranges: a 206's part, a 416, an If-Range against the entry's validators.
+  for (char const* range : {"bytes=0-3", "bytes=-2", "bytes=5-", "bytes=4294967296-", "bytes=3-1"}) {
+    auto req = ccp_test::make_header("/");
+    req.set(http::field::range, range);
+    req.set(http::field::if_range, entry->header("ETag"));
+    check_one_response(ccp::detail::answer_from(entry, req, {ccp::detail::answer_kind::hit, "", "fuzz", true}), false,
+                       "entry range");
+  }
 }
 
 void fuzz_request(std::string_view data) {

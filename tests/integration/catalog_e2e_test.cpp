@@ -619,3 +619,28 @@ TEST_CASE("out of file descriptors, the accept loop waits instead of spinning, a
   REQUIRE(page);
   CHECK(page->result() == http::status::ok);
 }
+
+// RFC 9111 §4.1 and RFC 9110 §14.2 through the demo, over each store:
+// clients alternating Accept-Language each hit their own variant after its
+// fill, and one byte range of a stored page is answered 206 from the entry.
+TEST_CASE("through the demo: Vary variants side by side, and byte ranges answered 206", "[e2e][redis][rfc9111]") {
+  for (std::string const& backend : {std::string("memory://"), redis_backend_url("variants")}) {
+    INFO(backend);
+    catalog_server server({"--backend", backend});
+    int hits = 0;
+    for (int round = 0; round < 3; ++round)
+      for (char const* lang : {"en", "fr", "de"}) {
+        auto const res = server.get("/hello", {{"Accept-Language", lang}});
+        REQUIRE(res.result() == http::status::ok);
+        hits += field(res, "Cache-Status").find("hit") != std::string::npos ? 1 : 0;
+      }
+    CHECK(hits == 6); // every round after the first
+
+    auto const whole = server.get("/products/21");
+    auto const part = server.get("/products/21", {{"Range", "bytes=5-14"}});
+    CHECK(part.result() == http::status::partial_content);
+    CHECK(part.body() == whole.body().substr(5, 10));
+    CHECK(field(part, "Content-Range") == "bytes 5-14/" + std::to_string(whole.body().size()));
+    CHECK(server.get("/products/21", {{"Range", "bytes=5-14"}, {"If-Range", "\"other\""}}).body() == whole.body());
+  }
+}

@@ -738,3 +738,164 @@ TEMPLATE_TEST_CASE("backends by registered name and the default registry's free 
 
   CHECK_THROWS_WITH(ccp::invalidate_tag("x", "no-such-backend"), Catch::Contains("no-such-backend"));
 }
+
+// RFC 9111 §4.1: a response selected by Vary is stored per variant, so
+// clients that alternate values all hit; the values compare normalised.
+TEMPLATE_TEST_CASE("Vary: variants are kept side by side, normalised, and bounded per key", "[cache_page][rfc9111]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
+  h.respond = [](auto const& req, auto& res, auto&) {
+    res.set(http::field::vary, "Accept-Language");
+    res.body() = "lang=" + std::string(req[http::field::accept_language]);
+  };
+  auto cached = h.wrap();
+  for (int round = 0; round < 3; ++round)
+    for (char const* lang : {"en", "fr", "de"}) CHECK(get(cached, "/v", {{"Accept-Language", lang}}).body() == std::string("lang=") + lang);
+  CHECK(*h.calls == 3);
+  CHECK_THAT(get(cached, "/v", {{"Accept-Language", "fr"}}).cache_status(), Catch::Contains("hit"));
+
+  // Whitespace around commas and the case of Accept-Language's tokens do not make a variant.
+  get(cached, "/n", {{"Accept-Language", "en-GB ,fr"}});
+  auto const same = get(cached, "/n", {{"Accept-Language", "EN-gb, FR"}});
+  CHECK_THAT(same.cache_status(), Catch::Contains("hit"));
+  CHECK(same.body() == "lang=en-GB ,fr");
+
+  // However many values clients send, a key holds at most 1 + max_vary_variants entries.
+  harness<TestType> bounded;
+  bounded.respond = h.respond;
+  auto few = bounded.wrap({.max_vary_variants = 4});
+  for (int i = 0; i < 40; ++i) get(few, "/b", {{"Accept-Language", "x-" + std::to_string(i)}});
+  CHECK(bounded.backend->size() <= 5);
+  CHECK(bounded.backend->size() >= 2);
+}
+
+// RFC 9111 §4.3.1, §4.3.3, §4.3.4: a stale entry with a validator is
+// revalidated through the handler; its 304 refreshes the entry, which keeps
+// its body and takes the 304's fields; a 200 replaces it. A stored
+// no-cache response is validated before every answer (§5.2.2.4).
+TEMPLATE_TEST_CASE("revalidation: the handler's 304 refreshes a stale entry without a new body", "[cache_page][rfc9111]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
+  auto version = std::make_shared<std::string>("v1");
+  auto seen = std::make_shared<std::vector<std::string>>(); // If-None-Match of each call
+  h.respond = [version, seen](auto const& req, auto& res, auto&) {
+    seen->emplace_back(req[http::field::if_none_match]);
+    res.set(http::field::etag, "\"" + *version + "\"");
+    res.set(http::field::cache_control, "no-cache");
+    res.set("X-Version", *version);
+    if (req[http::field::if_none_match] == "\"" + *version + "\"") {
+      res.result(http::status::not_modified);
+      res.set("X-Refreshed", "yes");
+      res.body().clear();
+    }
+  };
+  auto cached = h.wrap({.revalidate_for = 60s});
+  auto const first = get(cached, "/doc", {{"If-None-Match", "\"old\""}, {"Range", "bytes=0-1"}});
+  CHECK(first.response.result_int() == 206); // the handler was asked for all of it, unconditionally
+  CHECK(seen->at(0).empty());
+  auto const again = get(cached, "/doc");
+  CHECK(again.response.result_int() == 200);
+  CHECK(again.body() == "call 1 for /doc");
+  CHECK(seen->at(1) == "\"v1\"");
+  CHECK(again.cache_status() == "custom_cache_page; fwd=stale; fwd-status=304; stored");
+  CHECK(again.header("X-Refreshed") == "yes");
+  CHECK(again.header("Cache-Control") == "no-cache, max-age=300");
+
+  *version = "v2"; // the page changed: a 200 replaces the entry
+  auto const changed = get(cached, "/doc");
+  CHECK(changed.body() == "call 3 for /doc");
+  CHECK(changed.header("ETag") == "\"v2\"");
+  CHECK(changed.cache_status() == "custom_cache_page; fwd=stale; stored");
+
+  harness<TestType> off; // without revalidate_for, a no-cache response is served as the Python package does
+  off.respond = h.respond;
+  auto plain = off.wrap();
+  get(plain, "/doc");
+  CHECK_THAT(get(plain, "/doc").cache_status(), Catch::Contains("hit"));
+}
+
+// RFC 9110 §14.2, §13.1.5: one byte range of a stored 200 is answered 206,
+// a range past the end 416, and If-Range that does not match the whole.
+TEMPLATE_TEST_CASE("Range: single byte ranges are answered 206 from the entry, If-Range honoured", "[cache_page][rfc9110]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
+  auto ranges = std::make_shared<std::vector<std::string>>();
+  h.respond = [ranges](auto const& req, auto& res, auto&) {
+    ranges->emplace_back(req[http::field::range]);
+    res.set(http::field::etag, "\"r1\"");
+    res.set(http::field::last_modified, "Sun, 06 Nov 1994 08:49:37 GMT");
+    res.body() = "0123456789";
+  };
+  auto cached = h.wrap();
+  auto const filled = get(cached, "/r", {{"Range", "bytes=2-5"}});
+  CHECK(filled.response.result_int() == 206);
+  CHECK(filled.body() == "2345");
+  CHECK(filled.header("Content-Range") == "bytes 2-5/10");
+  CHECK(ranges->at(0).empty()); // a 206 is never stored: the fill asked for all of it
+  CHECK(get(cached, "/r", {{"Range", "bytes=-3"}}).body() == "789");
+  CHECK(get(cached, "/r", {{"Range", "bytes=7-"}}).body() == "789");
+  CHECK(get(cached, "/r", {{"Range", "bytes=8-100"}}).header("Content-Range") == "bytes 8-9/10");
+  auto const past = get(cached, "/r", {{"Range", "bytes=10-"}});
+  CHECK(past.response.result_int() == 416);
+  CHECK(past.header("Content-Range") == "bytes */10");
+  CHECK(past.body().empty());
+  CHECK(get(cached, "/r", {{"Range", "bytes=0-1,4-5"}}).response.result_int() == 200); // several: the whole
+  CHECK(get(cached, "/r", {{"Range", "lines=1-2"}}).response.result_int() == 200);
+  CHECK(get(cached, "/r", {{"Range", "bytes=2-5"}, {"If-Range", "\"r1\""}}).response.result_int() == 206);
+  CHECK(get(cached, "/r", {{"Range", "bytes=2-5"}, {"If-Range", "\"r0\""}}).body() == "0123456789");
+  CHECK(get(cached, "/r", {{"Range", "bytes=2-5"}, {"If-Range", "W/\"r1\""}}).response.result_int() == 200);
+  CHECK(get(cached, "/r", {{"Range", "bytes=2-5"}, {"If-Range", "Sun, 06 Nov 1994 08:49:37 GMT"}}).response.result_int() == 206);
+  CHECK(get(cached, "/r", {{"Range", "bytes=2-5"}, {"If-None-Match", "\"r1\""}}).response.result_int() == 304);
+  CHECK(*h.calls == 1);
+}
+
+// RFC 9111 §5.2.1: the request's directives, honoured on demand only.
+TEMPLATE_TEST_CASE("request directives are ignored unless honour_request_directives", "[cache_page][rfc9111]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
+  auto ignoring = h.wrap();
+  get(ignoring, "/d");
+  for (auto const& [name, value] : std::vector<std::pair<std::string, std::string>>{
+           {"Cache-Control", "no-cache"}, {"Cache-Control", "max-age=0"}, {"Pragma", "no-cache"}, {"Cache-Control", "no-store"}})
+    CHECK_THAT(get(ignoring, "/d", {{name, value}}).cache_status(), Catch::Contains("hit"));
+  CHECK(*h.calls == 1);
+
+  harness<TestType> honoured;
+  auto cached = honoured.wrap({.honour_request_directives = true});
+  auto const unavailable = get(cached, "/d", {{"Cache-Control", "only-if-cached"}}); // §5.2.1.7
+  CHECK(unavailable.response.result_int() == 504);
+  CHECK(unavailable.cache_status() == "custom_cache_page; fwd=miss; detail=only-if-cached");
+  CHECK(get(cached, "/d", {{"Cache-Control", "no-store"}}).cache_status() == "custom_cache_page; fwd=miss; detail=request-no-store"); // §5.2.1.5
+  CHECK(get(cached, "/d").cache_status() == "custom_cache_page; fwd=miss; stored");
+  CHECK_THAT(get(cached, "/d", {{"Cache-Control", "only-if-cached"}}).cache_status(), Catch::Contains("hit"));
+  CHECK(get(cached, "/d", {{"Cache-Control", "no-cache"}}).cache_status() == "custom_cache_page; fwd=request; stored"); // §5.2.1.4
+  CHECK(get(cached, "/d", {{"Pragma", "no-cache"}}).cache_status() == "custom_cache_page; fwd=request; stored"); // §5.4
+  CHECK(get(cached, "/d", {{"Cache-Control", "max-age=0"}}).cache_status() == "custom_cache_page; fwd=request; stored"); // §5.2.1.1
+  CHECK(get(cached, "/d", {{"Cache-Control", "min-fresh=1000"}}).cache_status() == "custom_cache_page; fwd=request; stored"); // §5.2.1.3
+  CHECK_THAT(get(cached, "/d", {{"Cache-Control", "max-age=100, min-fresh=10"}}).cache_status(), Catch::Contains("hit"));
+  CHECK(*honoured.calls == 6);
+}
+
+// RFC 9213: a targeted field governs this cache; Cache-Control goes downstream untouched.
+TEMPLATE_TEST_CASE("a targeted Cache-Control field takes precedence for the cache's own storing", "[cache_page][rfc9213]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
+  h.respond = [](auto const& req, auto& res, auto&) {
+    if (req.target() == "/edge-only") {
+      res.set(http::field::cache_control, "private, no-store");
+      res.set("CCP-Cache-Control", "max-age=60");
+    } else {
+      res.set(http::field::cache_control, "max-age=600");
+      res.set("CCP-Cache-Control", "no-store");
+    }
+  };
+  auto cached = h.wrap({.targeted_cache_control = "CCP-Cache-Control"});
+  get(cached, "/edge-only");
+  auto const hit = get(cached, "/edge-only");
+  CHECK_THAT(hit.cache_status(), Catch::Contains("hit; ttl=60"));
+  CHECK(hit.header("Cache-Control") == "private, no-store");
+  CHECK(hit.header("Expires").empty());
+  CHECK(get(cached, "/not-here").cache_status() == "custom_cache_page; fwd=miss; detail=no-store");
+  CHECK(get(cached, "/not-here").cache_status() == "custom_cache_page; fwd=miss; detail=no-store");
+
+  harness<TestType> plain; // without the option the field means nothing here
+  plain.respond = h.respond;
+  auto untargeted = plain.wrap();
+  get(untargeted, "/edge-only");
+  CHECK(get(untargeted, "/edge-only").cache_status() == "custom_cache_page; fwd=miss; detail=no-store");
+}

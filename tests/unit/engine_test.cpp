@@ -34,6 +34,7 @@ struct found {
   bool soft = false;    // a tag of it was soft-purged
   bool moved = false;   // a counter moved since it was built
   std::string vary_language; // the Accept-Language it was built for; empty: no Vary
+  bool etag = false;         // it has an ETag, and is kept 60 s past its expiry for revalidation
 };
 struct nothing_found {};
 struct pass_found {}; // no entry, and another process's pass marker
@@ -87,6 +88,10 @@ struct runner {
     e->stale_if_error = std::chrono::seconds(f.sie);
     for (auto const& t : en.tags()) e->tags.push_back({t.name, 7, t.versioned, t.guard});
     if (!f.vary_language.empty()) e->vary = {{"accept-language", f.vary_language}};
+    if (f.etag) {
+      e->headers = {{"ETag", "\"e1\""}, {"X-Old", "1"}};
+      e->revalidate_for = 60s;
+    }
     return e;
   }
 
@@ -129,7 +134,7 @@ struct runner {
 char const* name_of(step s) {
   static char const* const names[] = {"lookup",       "join",  "try_lead",          "lock",         "wait_flight",
                                       "pause",        "snapshot", "call_handler",   "store",        "mark_pass",  "invalidate_target",
-                                      "answer_entry", "answer_response", "rethrow"};
+                                      "answer_entry", "answer_response", "answer_unavailable", "rethrow"};
   return names[static_cast<int>(s)];
 }
 
@@ -228,13 +233,40 @@ std::vector<row> const& rows() {
       {"a HEAD miss runs the handler and stores nothing",
        {{nothing_found{}, step::call_handler}, {responded{}, step::answer_response}}, "fwd=miss; detail=head",
        step::lookup, http::verb::head},
-      {"a variant for another Accept-Language is a miss",
-       then({{found{60, 0, 0, false, false, "fr"}, step::join}, {joined{true}, step::lock},
+      {"a variant for another Accept-Language is looked up under its own key, and filled there (RFC 9111 §4.1)",
+       then({{found{60, 0, 0, false, false, "fr"}, step::lookup}, {nothing_found{}, step::join}, {joined{true}, step::lock},
              {locked{lock_outcome::held}, step::snapshot}, {snapshot{}, step::call_handler},
              {responded{}, step::store}},
             {{store_done{store_outcome::stored}, step::answer_entry}}),
        "fwd=vary-miss; stored", step::lookup, http::verb::get, {},
        [](auto& r) { r.set(http::field::accept_language, "en"); }, backend_state::ok, answer_kind::filled},
+      {"the variant's own key holds it: a hit",
+       {{found{60, 0, 0, false, false, "fr"}, step::lookup}, {found{60, 0, 0, false, false, "en"}, step::answer_entry}}, "",
+       step::lookup, http::verb::get, {}, [](auto& r) { r.set(http::field::accept_language, "en"); }},
+      {"a variant key holding yet another variant is a miss, filled there",
+       {{found{60, 0, 0, false, false, "fr"}, step::lookup}, {found{60, 0, 0, false, false, "de"}, step::join}}, "",
+       step::lookup, http::verb::get, {}, [](auto& r) { r.set(http::field::accept_language, "en"); }},
+      {"max_vary_variants = 0: one entry per key, replaced",
+       {{found{60, 0, 0, false, false, "fr"}, step::join}}, "", step::lookup, http::verb::get,
+       [](auto& o) { o.max_vary_variants = 0; }, [](auto& r) { r.set(http::field::accept_language, "en"); }},
+      {"request directives are ignored by default: max-stale does not answer stale",
+       {{found{-5}, step::join}}, "", step::lookup, http::verb::get, {},
+       [](auto& r) { r.set(http::field::cache_control, "max-stale=10"); }},
+      {"max-stale answers a stale entry within it (RFC 9111 §5.2.1.2)",
+       {{found{-5}, step::answer_entry}}, "; detail=max-stale", step::lookup, http::verb::get,
+       [](auto& o) { o.honour_request_directives = true; }, [](auto& r) { r.set(http::field::cache_control, "max-stale=10"); },
+       backend_state::ok, answer_kind::stale},
+      {"max-stale past its bound is a miss", {{found{-15}, step::join}}, "", step::lookup, http::verb::get,
+       [](auto& o) { o.honour_request_directives = true; }, [](auto& r) { r.set(http::field::cache_control, "max-stale=10"); }},
+      {"min-fresh refuses an entry fresh for less (RFC 9111 §5.2.1.3): a refill, as refresh_if", {{found{60}, step::call_handler}}, "", step::lookup,
+       http::verb::get, [](auto& o) { o.honour_request_directives = true; },
+       [](auto& r) { r.set(http::field::cache_control, "min-fresh=100"); }},
+      {"request max-age refuses an older entry (RFC 9111 §5.2.1.1)", {{found{60}, step::call_handler}}, "", step::lookup,
+       http::verb::get, [](auto& o) { o.honour_request_directives = true; },
+       [](auto& r) { r.set(http::field::cache_control, "max-age=5"); }},
+      {"only-if-cached with nothing stored answers 504 (RFC 9111 §5.2.1.7)", {{nothing_found{}, step::answer_unavailable}},
+       "fwd=miss; detail=only-if-cached", step::lookup, http::verb::get, [](auto& o) { o.honour_request_directives = true; },
+       [](auto& r) { r.set(http::field::cache_control, "only-if-cached"); }},
       {"Authorization bypasses the cache", {{responded{}, step::answer_response}}, "fwd=bypass; detail=authorization",
        step::call_handler, http::verb::get, {}, [](auto& r) { r.set(http::field::authorization, "Basic eDp5"); }},
       {"only_if false bypasses the cache", {{responded{}, step::answer_response}}, "fwd=bypass; detail=only-if",
@@ -282,7 +314,7 @@ TEST_CASE("engine transitions, table-driven", "[engine]") {
         a = run.feed(r.script[i].in);
         REQUIRE(name_of(a.what) == std::string(name_of(r.script[i].out)));
       }
-      bool const answered = a.what == step::answer_entry || a.what == step::answer_response;
+      bool const answered = a.what == step::answer_entry || a.what == step::answer_response || a.what == step::answer_unavailable;
       if (answered) CHECK(run.en.params() == r.params);
       if (a.what == step::answer_entry) CHECK(a.kind == r.kind);
     }
@@ -339,4 +371,49 @@ TEST_CASE("engine: a front end that refreshes in the background answers the stal
   CHECK_FALSE(lock.read); // a refresh refills whatever is there
   CHECK(run.feed(locked{lock_outcome::elsewhere}).what == step::answer_entry);
   CHECK(run.counters.snapshot().stale == 1);
+}
+
+// RFC 9111 §4.3.1, §4.3.4: a stale entry with a validator is refilled
+// conditionally; the handler's 304 makes a new entry from the stored one,
+// its fields updated by the 304's, its body the stored one.
+TEST_CASE("engine: a 304 from the handler refreshes the stale entry it validated", "[engine][rfc9111]") {
+  runner run;
+  REQUIRE(run.en.start(ccp::request_view(run.req), backend_state::ok).what == step::lookup);
+  found const stale{-5, 0, 0, false, false, "", true};
+  REQUIRE(run.feed(stale).what == step::join);
+  REQUIRE(run.feed(joined{true}).what == step::lock);
+  auto call = run.feed(locked{lock_outcome::held, 0, stale});
+  REQUIRE(call.what == step::call_handler);
+  CHECK(call.whole);
+  REQUIRE(call.validate != nullptr);
+  CHECK(call.validate->header("ETag") == "\"e1\"");
+
+  http::response<http::string_body> res{http::status::not_modified, 11};
+  res.set("X-Old", "2");
+  res.set(http::field::cache_control, "max-age=30");
+  auto a = run.en.response(res.base(), "", run.ctx, run.req.base(), run.t0);
+  REQUIRE(a.what == step::store);
+  CHECK(a.body_kept);
+  CHECK(a.building->status == 200);
+  CHECK(a.building->body == "stored");
+  CHECK(a.building->header("X-Old") == "2");
+  CHECK(a.building->header("ETag") == "\"e1\"");
+  CHECK(a.building->header("Cache-Control") == "max-age=30");
+  CHECK(a.building->expires_at == run.t0 + 300s); // the timeout: the 304 carried no Date nor Age
+  a = run.en.stored(store_outcome::stored, a.building);
+  CHECK(run.en.params() == "fwd=stale; fwd-status=304; stored");
+
+  SECTION("without a validator, or past revalidate_for, the refill is unconditional") {
+    runner plain;
+    plain.en.start(ccp::request_view(plain.req), backend_state::ok);
+    plain.feed(found{-5});
+    plain.feed(joined{true});
+    CHECK(plain.feed(locked{lock_outcome::held, 0, found{-5}}).validate == nullptr);
+    runner late;
+    late.en.start(ccp::request_view(late.req), backend_state::ok);
+    found const old{-61, 0, 0, false, false, "", true};
+    late.feed(old);
+    late.feed(joined{true});
+    CHECK(late.feed(locked{lock_outcome::held, 0, old}).validate == nullptr);
+  }
 }

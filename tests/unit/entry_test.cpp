@@ -30,6 +30,7 @@ ccp::cached_response sample_entry() {
   e.expires_at = at_us(1'700'000'300'654'321);
   e.stale_while_revalidate = std::chrono::seconds(30);
   e.stale_if_error = std::chrono::seconds(86400);
+  e.revalidate_for = std::chrono::seconds(3600);
   e.tags = {{"products", 0xFEDCBA9876543210ull, true}, {"plain", 0, false}, {"", 1ull << 40, false}};
   ccp::tag_version guard;
   guard.name = "target-guard";
@@ -48,14 +49,16 @@ void check_equal(ccp::cached_response const& a, ccp::cached_response const& b) {
   CHECK(a.expires_at == b.expires_at);
   CHECK(a.stale_while_revalidate == b.stale_while_revalidate);
   CHECK(a.stale_if_error == b.stale_if_error);
+  CHECK(a.revalidate_for == b.revalidate_for);
   CHECK(a.tags == b.tags);
   CHECK(a.vary == b.vary);
 }
 
-// Offsets in the version-2 layout.
+// Offsets in the version-3 layout.
 constexpr std::size_t version_offset = 4;
 constexpr std::size_t status_offset = 5;
-constexpr std::size_t header_area = 4 + 1 + 2 + 8 + 8 + 4 + 4; // up to n_headers
+constexpr std::size_t revalidate_offset = 4 + 1 + 2 + 8 + 8 + 4 + 4;
+constexpr std::size_t header_area = revalidate_offset + 4; // up to n_headers
 
 void put_u32(std::string& s, std::size_t at, std::uint32_t v) {
   for (std::size_t i = 0; i < 4; ++i) s[at + i] = static_cast<char>((v >> (8 * i)) & 0xff);
@@ -152,7 +155,7 @@ TEST_CASE("trailing bytes are rejected", "[entry]") {
 
 TEST_CASE("magic and format version are checked", "[entry]") {
   auto bytes = ccp::encode_entry(sample_entry());
-  for (std::uint8_t v : {0, 1, 3, 255}) {
+  for (std::uint8_t v : {0, 1, 4, 255}) {
     auto wrong = bytes;
     wrong[version_offset] = static_cast<char>(v);
     CHECK_FALSE(ccp::decode_entry(wrong).has_value());
@@ -327,4 +330,16 @@ TEST_CASE("footprint grows with the body", "[entry]") {
   auto with_headers = small;
   with_headers.headers.emplace_back("X-Long", std::string(1000, 'h'));
   CHECK(with_headers.footprint() >= small.footprint() + 1000);
+}
+
+TEST_CASE("version 2 entries, without revalidate_for, are still read", "[entry]") {
+  auto e = sample_entry();
+  auto v2 = ccp::encode_entry(e);
+  v2[version_offset] = 2;
+  v2.erase(revalidate_offset, 4);
+  auto const decoded = ccp::decode_entry(v2);
+  REQUIRE(decoded.has_value());
+  e.revalidate_for = std::chrono::seconds(0);
+  check_equal(*decoded, e);
+  CHECK(decoded->retain_until() == e.expires_at + std::chrono::seconds(86400));
 }

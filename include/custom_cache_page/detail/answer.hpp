@@ -50,13 +50,38 @@ inline void write_hit_status(answer_text& out, cached_response const& e, answer_
   out << (kind == answer_kind::stale ? "hit; fwd=stale; ttl=" : "hit; ttl=") << remaining;
 }
 
+// What the entry answers this request with: all of it, a 304 when the
+// request's validators match (they come before Range: RFC 9110 §13.2.2),
+// one byte range as 206, or 416 for a range past its end (§14.2).
+struct answer_shape {
+  unsigned status;
+  byte_span part{0, std::string::npos};
+  bool validators_only = false;
+};
+
+inline answer_shape shape_of(cached_response const& e, http::request_header<> const& req) {
+  if (e.status == 200 && not_modified(req, e)) return {304, {}, true};
+  byte_range r;
+  switch (requested_range(req, e, r)) {
+  case range_outcome::partial: return {206, {r.first, r.last - r.first + 1}};
+  case range_outcome::unsatisfiable: return {416, {0, 0}, true};
+  default: return {e.status};
+  }
+}
+
 // The fields computed for this answer, and the blank line that ends the header.
-inline void write_tail(answer_text& out, cached_response const& e, unsigned version, bool not_modified, answer_spec const& spec) {
+inline void write_tail(answer_text& out, cached_response const& e, unsigned version, answer_shape const& shape,
+                       answer_spec const& spec) {
   using namespace std::chrono;
   // A fill sends Age only when the response came with an age of its own.
   auto const age = std::max<long long>(0, duration_cast<seconds>(cached_response::clock::now() - e.stored_at).count());
   if (spec.kind != answer_kind::filled || age > 0) out << "Age: " << age << "\r\n";
-  if (!not_modified) out << "Content-Length: " << static_cast<long long>(e.body.size()) << "\r\n";
+  auto const size = static_cast<long long>(e.body.size());
+  if (shape.status == 206)
+    out << "Content-Range: bytes " << static_cast<long long>(shape.part.offset) << "-"
+        << static_cast<long long>(shape.part.offset + shape.part.length - 1) << "/" << size << "\r\n";
+  if (shape.status == 416) out << "Content-Range: bytes */" << size << "\r\n";
+  if (shape.status != 304) out << "Content-Length: " << static_cast<long long>(shape.part.of(e.body).size()) << "\r\n";
   if (version >= 11 && !spec.keep_alive) out << "Connection: close\r\n";
   if (version < 11 && spec.keep_alive) out << "Connection: keep-alive\r\n";
   out << "Cache-Status: ";
@@ -69,12 +94,13 @@ inline void write_tail(answer_text& out, cached_response const& e, unsigned vers
 inline http::message_generator answer_from(std::shared_ptr<cached_response const> e, http::request_header<> const& req,
                                            answer_spec const& spec) {
   BOOST_ASSERT(e->headers.empty() || !e->head.empty()); // sealed
-  bool const not_mod = e->status == 200 && not_modified(req, *e);
-  replay_response res{static_cast<http::status>(not_mod ? 304 : e->status), req.version()};
-  res.validators_only = not_mod;
-  res.send_body = !not_mod && req.method() != http::verb::head;
+  auto const shape = shape_of(*e, req);
+  replay_response res{static_cast<http::status>(shape.status), req.version()};
+  res.validators_only = shape.validators_only;
+  res.part = shape.part;
+  res.send_body = shape.status != 304 && req.method() != http::verb::head;
   res.persistent = spec.keep_alive;
-  write_tail(res.tail, *e, req.version(), not_mod, spec);
+  write_tail(res.tail, *e, req.version(), shape, spec);
   res.entry = std::move(e);
   return http::message_generator(std::move(res));
 }

@@ -64,11 +64,14 @@ enum class step : std::uint8_t {
   invalidate_target, // an unsafe request succeeded: bump guard() in the store, erase key() -> target_invalidated
   answer_entry,      // answer from `entry` as `kind`, Cache-Status params()
   answer_response,   // answer the handler's response, Cache-Status params()
+  answer_unavailable,// answer 504: only-if-cached and nothing stored (RFC 9111 §5.2.1.7), Cache-Status params()
   rethrow,           // the handler's exception goes to the caller
 };
 
 // The steps that end a request's actions.
-constexpr bool is_answer(step s) { return s == step::answer_entry || s == step::answer_response || s == step::rethrow; }
+constexpr bool is_answer(step s) {
+  return s == step::answer_entry || s == step::answer_response || s == step::answer_unavailable || s == step::rethrow;
+}
 
 enum class answer_kind : std::uint8_t { hit, stale, filled };
 enum class lock_outcome : std::uint8_t { held, elsewhere, failed };
@@ -89,6 +92,14 @@ struct action {
   // refresh by a front end that can run one).
   bool background = false;
   bool read = false; // lock: look key() up under the lock too
+  // call_handler with `fill`: the handler is asked for the whole
+  // representation (Range and If-Range removed), and when `validate` is
+  // set, only if it changed since that stored entry (its ETag as
+  // If-None-Match, its Last-Modified as If-Modified-Since, in place of the
+  // client's conditionals).
+  bool whole = false;
+  std::shared_ptr<cached_response const> validate;
+  bool body_kept = false; // store: a revalidated entry, its body already in
 };
 
 class engine {
@@ -130,7 +141,9 @@ public:
     } catch (...) {
       stats_.error();
     }
-    if (refresh_) {
+    if (o_.honour_request_directives) asked_ = read_request_directives(view.fields());
+    if (refresh_ || asked_.no_cache || asked_.max_age == 0) {
+      refresh_ = true;
       fwd_ = "request";
       return miss();
     }
@@ -239,20 +252,14 @@ public:
     if (phase_ == phase::unsafe) return unsafe_done(res.result_int());
     if (phase_ != phase::filling) return {step::answer_response};
     if (fallback_ && res.result_int() >= 500) return stale_fallback(fmt::format("; fwd-status={}; detail=stale-if-error", res.result_int()));
-    auto why = not_storable(res, body.size(), o_);
-    if (!why && ctx.declined()) why = not_stored_reason::handler_declined;
-    if (!why && (!snapshot_ok_ || ctx.snapshot_failed())) why = not_stored_reason::store_failed;
-    auto const ttl = why ? std::chrono::seconds(0) : std::min(timeout(res), max_timeout);
-    auto const age = initial_age(res, now);
-    if (!why && ttl <= age) why = not_stored_reason::zero_timeout; // no freshness left
-    if (why) return not_stored(*why);
-    return {step::store, false, {}, nullptr, answer_kind::hit, false, make_entry(res, body, ctx, req, {ttl, age}, now)};
+    if (validate_ && res.result_int() == 304) return revalidated(res, ctx, req, now);
+    return fill(res, body, ctx, req, now);
   }
 
   action stored(store_outcome outcome, std::shared_ptr<cached_response const> entry) {
     if (outcome == store_outcome::stored) {
       stats_.store();
-      params_ = fmt::format("fwd={}; stored", fwd_);
+      params_ = fmt::format("fwd={}{}; stored", fwd_, fwd_status_);
     } else {
       auto const why = outcome == store_outcome::refused     ? not_stored_reason::invalidated
                        : outcome == store_outcome::too_large ? not_stored_reason::too_large
@@ -260,7 +267,7 @@ public:
                                                              : not_stored_reason::store_failed;
       if (outcome == store_outcome::failed) stats_.error();
       stats_.not_stored(why);
-      params_ = fmt::format("fwd={}; detail={}", fwd_, to_string(why));
+      params_ = fmt::format("fwd={}{}; detail={}", fwd_, fwd_status_, to_string(why));
     }
     return {step::answer_entry, false, {}, std::move(entry), answer_kind::filled, outcome == store_outcome::stored};
   }
@@ -335,7 +342,6 @@ private:
 
   action first_look(lookup_result found, http::request_header<> const& req, time_point now) {
     found_ = std::move(found);
-    fwd_ = "miss";
     if (!found_.entry) return miss();
     if (found_.invalidation_pending) {
       fwd_ = "stale"; // an invalidation that failed covers it: it is refreshed, never served
@@ -343,17 +349,35 @@ private:
     }
     if (!entry_answers(*found_.entry, tags_, found_.versions, req, found_.soft_purged)) {
       fwd_ = "vary-miss";
-      return miss();
+      return other_variant(req) ? action{step::lookup} : miss();
     }
     judged_ = judge(*found_.entry, found_.soft_purged, now);
+    if (judged_.state == freshness::fresh && !request_allows(*found_.entry, now)) {
+      fwd_ = "request"; // fresh, but not fresh enough for the request (max-age, min-fresh): a refresh
+      refresh_ = true;
+      return classify_stale();
+    }
     if (judged_.state == freshness::fresh) {
       stats_.hit();
       params_.clear();
       return {step::answer_entry, false, {}, found_.entry, answer_kind::hit};
     }
+    if (allowed_stale()) return stale_answer("; detail=max-stale");
     if (judged_.state != freshness::revalidate_stale) return classify_stale();
     phase_ = phase::revalidating; // one request refreshes; the others answer stale meanwhile
     return {step::try_lead};
+  }
+
+  // The first entry under the key is for other values of the fields it
+  // varies on: the request's variant is looked up (and filled) under a
+  // key of its own, once.
+  bool other_variant(http::request_header<> const& req) {
+    auto const& e = *found_.entry;
+    if (on_variant_ || o_.max_vary_variants == 0 || e.vary.empty() || vary_matches(e, req)) return false;
+    on_variant_ = true;
+    key_ += fmt::format(":v{}", vary_slot(e, req, o_.max_vary_variants));
+    found_ = {};
+    return true;
   }
 
   // A refresh of a stale entry needs no re-read: it refills.
@@ -366,9 +390,29 @@ private:
   // A stale entry that is not answered now may still stand in for a
   // failing handler.
   action classify_stale() {
-    if (judged_.state != freshness::unusable && found_.entry->stale_if_error > judged_.stale_for) fallback_ = found_.entry;
-    fwd_ = "stale";
+    auto const& e = found_.entry;
+    if (judged_.state != freshness::unusable && e->stale_if_error > judged_.stale_for) fallback_ = e;
+    if (has_validator(*e) && judged_.stale_for < e->revalidate_for) validate_ = e;
+    if (fwd_ != "request") fwd_ = "stale";
     return miss();
+  }
+
+  // RFC 9111 §5.2.1.1, §5.2.1.3: a fresh entry older than the request's
+  // max-age, or fresh for less than its min-fresh, does not answer it.
+  bool request_allows(cached_response const& e, time_point now) const {
+    using namespace std::chrono;
+    auto const age = duration_cast<seconds>(now - e.stored_at).count();
+    auto const left = duration_cast<seconds>(e.expires_at - now).count();
+    return !(asked_.max_age && age > *asked_.max_age) && !(asked_.min_fresh && left < *asked_.min_fresh);
+  }
+
+  // RFC 9111 §5.2.1.2: max-stale accepts a stale entry, unless the
+  // response said it must be revalidated (§5.2.2.2) or it is soft-purged.
+  bool allowed_stale() const {
+    auto const& e = *found_.entry;
+    if (!asked_.max_stale || found_.soft_purged || judged_.stale_for.count() > *asked_.max_stale) return false;
+    auto const cc = e.header("Cache-Control");
+    return !cache_directive(cc, "must-revalidate") && !cache_directive(cc, "proxy-revalidate") && !cache_directive(cc, "no-cache");
   }
 
   action stale_answer(std::string_view params) {
@@ -385,11 +429,17 @@ private:
 
   action miss() {
     stats_.miss();
-    if (head_ || store_down_) {
-      auto const why = head_ ? not_stored_reason::head_request : not_stored_reason::store_failed;
+    if (asked_.only_if_cached) {
+      params_ = fmt::format("fwd={}; detail=only-if-cached", fwd_);
+      return {step::answer_unavailable};
+    }
+    if (head_ || store_down_ || asked_.no_store) {
+      auto const why = head_ ? not_stored_reason::head_request
+                       : store_down_ ? not_stored_reason::store_failed
+                                     : not_stored_reason::request_no_store;
       stats_.not_stored(why);
       phase_ = phase::passing;
-      params_ = fmt::format("fwd={}; detail={}", fwd_, head_ ? "head" : "store-unavailable");
+      params_ = fmt::format("fwd={}; detail={}", fwd_, head_ ? "head" : store_down_ ? "store-unavailable" : "request-no-store");
       return {step::call_handler, true};
     }
     if (leading_ || refresh_ || pass_marked_ || !o_.coalesce) return fill_or_snapshot(); // leading_: a stale-while-revalidate leader
@@ -409,7 +459,10 @@ private:
 
   action call_filling() {
     phase_ = phase::filling;
-    return {step::call_handler, true};
+    action a{step::call_handler, true};
+    a.whole = true;
+    a.validate = validate_;
+    return a;
   }
 
   bool answers_fresh(lookup_result const& found, http::request_header<> const& req, time_point now) const {
@@ -418,6 +471,7 @@ private:
   }
 
   std::chrono::seconds timeout(http::response_header<> const& res) {
+    if (auto targeted = targeted_lifetime(res, o_)) return *targeted;
     try {
       return o_.timeout(res);
     } catch (...) {
@@ -437,9 +491,52 @@ private:
   }
 
   struct lifetime {
-    std::chrono::seconds ttl;         // from the timeout
-    std::chrono::seconds initial_age; // the response's own age when it came
+    std::chrono::seconds ttl{0};         // from the timeout (or a targeted field)
+    std::chrono::seconds initial_age{0}; // the response's own age when it came
   };
+
+  // Why a response may not be stored (nothing when it may), and its lifetime.
+  std::optional<not_stored_reason> storable(http::response_header<> const& res, std::size_t body_size, fill_context const& ctx,
+                                            time_point now, lifetime& life) {
+    auto why = not_storable(res, body_size, o_);
+    if (!why && ctx.declined()) why = not_stored_reason::handler_declined;
+    if (!why && (!snapshot_ok_ || ctx.snapshot_failed())) why = not_stored_reason::store_failed;
+    life = {why ? std::chrono::seconds(0) : std::min(timeout(res), max_timeout), initial_age(res, now)};
+    if (!why && life.ttl <= life.initial_age) why = not_stored_reason::zero_timeout; // no freshness left
+    return why;
+  }
+
+  action fill(http::response_header<>& res, std::string_view body, fill_context const& ctx, http::request_header<> const& req,
+              time_point now) {
+    lifetime life;
+    if (auto why = storable(res, body.size(), ctx, now, life)) return not_stored(*why);
+    action a{step::store};
+    a.building = make_entry(res, body, ctx, req, life, now);
+    return a;
+  }
+
+  // The handler found the stored entry current (RFC 9111 §4.3.4): the
+  // entry, its header updated by the 304's fields, is stored again with
+  // its body. One that may no longer be stored answers as it was.
+  action revalidated(http::response_header<> const& res, fill_context const& ctx, http::request_header<> const& req,
+                     time_point now) {
+    fwd_status_ = "; fwd-status=304";
+    auto merged = updated_header(*validate_, res);
+    if (o_.patch_response_headers && res.find(http::field::expires) == res.end())
+      merged.erase(http::field::expires); // the one patched in for the old expiry
+    lifetime life;
+    if (auto why = storable(merged, validate_->body.size(), ctx, now, life)) {
+      stats_.not_stored(*why);
+      stats_.stale();
+      params_ = fmt::format("; fwd-status=304; detail={}", to_string(*why));
+      return {step::answer_entry, false, {}, validate_, answer_kind::stale};
+    }
+    action a{step::store};
+    a.building = make_entry(merged, validate_->body, ctx, req, life, now);
+    a.building->body = validate_->body;
+    a.body_kept = true;
+    return a;
+  }
 
   std::shared_ptr<cached_response> make_entry(http::response_header<>& res, std::string_view body, fill_context const& ctx,
                                               http::request_header<> const& req, lifetime life, time_point now) const {
@@ -448,17 +545,16 @@ private:
     // Age on a hit is now - stored_at: the response's own age, then its time here.
     e->stored_at = now - life.initial_age;
     e->expires_at = e->stored_at + life.ttl;
-    e->stale_while_revalidate = stale_window(res, "stale-while-revalidate", o_.stale_while_revalidate);
-    e->stale_if_error = stale_window(res, "stale-if-error", o_.stale_if_error);
-    if (res.find(http::field::date) == res.end()) res.set(http::field::date, http_date(now)); // RFC 9110 §6.6.1
-    if (o_.patch_response_headers) {
-      if (res.find(http::field::expires) == res.end()) res.set(http::field::expires, http_date(e->expires_at));
-      res.set(http::field::cache_control, with_max_age(res[http::field::cache_control], life.ttl.count(), true));
-    }
-    if (o_.add_etag && res.find(http::field::etag) == res.end())
-      res.set(http::field::etag, "\"" + sha256_hex(body).substr(0, 32) + "\"");
+    e->stale_while_revalidate = stale_window(res, o_, "stale-while-revalidate", o_.stale_while_revalidate);
+    e->stale_if_error = stale_window(res, o_, "stale-if-error", o_.stale_if_error);
+    patch_header(res, *e, body, now, life);
     for (auto const& f : res)
       if (stored_field(res, f.name(), f.name_string())) e->headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    if (has_validator(*e)) e->revalidate_for = o_.revalidate_for;
+    if (e->revalidate_for.count() > 0 && needs_validation(res, o_)) {
+      e->expires_at = e->stored_at; // validated before every answer
+      e->stale_while_revalidate = e->stale_if_error = std::chrono::seconds(0);
+    }
     for (std::size_t i = 0; i < tags_.size(); ++i)
       e->tags.push_back({tags_[i].name, found_.versions[i], tags_[i].versioned, tags_[i].guard});
     for (std::size_t i = 0; i < ctx.added_tags().size(); ++i) {
@@ -468,6 +564,20 @@ private:
     }
     if (o_.honour_vary) e->vary = vary_values(req, vary_fields(res));
     return e;
+  }
+
+  // What a stored response gains: Date (RFC 9110 §6.6.1), Expires and
+  // max-age as Django patches them (unless a targeted field governs this
+  // cache: Cache-Control is then the downstream caches' alone), an ETag.
+  void patch_header(http::response_header<>& res, cached_response const& e, std::string_view body, time_point now,
+                    lifetime life) const {
+    if (res.find(http::field::date) == res.end()) res.set(http::field::date, http_date(now));
+    if (o_.patch_response_headers && governing_field(res, o_) == "Cache-Control") {
+      if (res.find(http::field::expires) == res.end()) res.set(http::field::expires, http_date(e.expires_at));
+      res.set(http::field::cache_control, with_max_age(res[http::field::cache_control], life.ttl.count(), true));
+    }
+    if (o_.add_etag && res.find(http::field::etag) == res.end())
+      res.set(http::field::etag, "\"" + sha256_hex(body).substr(0, 32) + "\"");
   }
 
   cache_options const& o_;
@@ -490,6 +600,10 @@ private:
   bool snapshot_ok_ = true;
   bool background_ = false;
   bool detached_ = false;
+  bool on_variant_ = false;
+  request_directives asked_;                      // honoured ones only: empty unless honour_request_directives
+  std::shared_ptr<cached_response const> validate_; // the stale entry the fill asks the handler to validate
+  std::string_view fwd_status_;                   // "; fwd-status=304" after a revalidation
 };
 
 } // namespace custom_cache_page::detail

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstdint>
 #include <ctime>
 #include <optional>
 #include <ranges>
@@ -90,6 +91,34 @@ inline std::optional<std::string_view> cache_directive(std::string_view cache_co
   return found;
 }
 
+// The field whose directives govern this cache (RFC 9213): the targeted
+// field named by cache_options::targeted_cache_control when the response
+// has it, Cache-Control otherwise.
+inline std::string_view governing_field(http::response_header<> const& res, cache_options const& o) {
+  if (!o.targeted_cache_control.empty() && res.find(o.targeted_cache_control) != res.end()) return o.targeted_cache_control;
+  return "Cache-Control";
+}
+
+// The directive `name` in any field `field` of a header.
+template <class Fields>
+std::optional<std::string_view> directive_in(Fields const& h, std::string_view field, std::string_view name) {
+  for (auto const& f : all_of_field(h, field))
+    if (auto arg = cache_directive(f.value(), name)) return arg;
+  return std::nullopt;
+}
+
+// A number of digits only, capped at 2^31 (delta-seconds: RFC 9111 §1.2.2).
+inline std::optional<long long> whole_number(std::string_view s) {
+  if (s.empty() || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) return std::nullopt;
+  constexpr long long cap = 2147483648LL;
+  long long n = 0;
+  for (char c : s) n = std::min(cap, n * 10 + (c - '0'));
+  return n;
+}
+inline std::optional<long long> delta_seconds(std::optional<std::string_view> arg) {
+  return arg ? whole_number(*arg) : std::nullopt;
+}
+
 // RFC 9111 §4.4: methods whose success invalidates what GET would return.
 inline bool is_unsafe(http::verb m) {
   return m != http::verb::get && m != http::verb::head && m != http::verb::options && m != http::verb::trace;
@@ -120,10 +149,9 @@ inline std::optional<not_stored_reason> not_storable(http::response_header<> con
   if (std::find(o.cacheable_statuses.begin(), o.cacheable_statuses.end(), res.result()) == o.cacheable_statuses.end())
     return not_stored_reason::status;
   if (res.find(http::field::set_cookie) != res.end()) return not_stored_reason::set_cookie;
-  for (auto const& f : all_of_field(res, http::field::cache_control)) {
-    if (cache_directive(f.value(), "no-store")) return not_stored_reason::no_store;
-    if (cache_directive(f.value(), "private")) return not_stored_reason::private_response;
-  }
+  auto const governing = governing_field(res, o);
+  if (directive_in(res, governing, "no-store")) return not_stored_reason::no_store;
+  if (directive_in(res, governing, "private")) return not_stored_reason::private_response;
   for (auto const& f : all_of_field(res, http::field::vary)) {
     bool star = false;
     for_each_list_item(f.value(), [&](std::string_view item) { star = star || item == "*"; });
@@ -158,12 +186,51 @@ inline std::string joined_field_values(http::request_header<> const& req, std::s
   return value;
 }
 
-// The request's value for each varying field.
+// A request field's value as Vary compares it (RFC 9111 §4.1: values may
+// be normalised): list items trimmed and joined by ", ", and lower case in
+// the Accept fields, whose tokens are case-insensitive. "en-GB ,fr" and
+// "en-gb, fr" select the same variant.
+inline std::string normalized_vary_value(std::string_view lower_name, std::string_view value) {
+  bool const fold = lower_name == "accept" || lower_name == "accept-encoding" || lower_name == "accept-language" ||
+                    lower_name == "accept-charset";
+  std::string out;
+  out.reserve(value.size());
+  for_each_list_item(value, [&](std::string_view item) {
+    if (!out.empty()) out += ", ";
+    out += item;
+  });
+  if (fold)
+    for (auto& c : out) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+  return out;
+}
+
+// The request's value for each varying field, normalised.
 inline std::vector<std::pair<std::string, std::string>> vary_values(http::request_header<> const& req,
                                                                     std::vector<std::string> const& names) {
   std::vector<std::pair<std::string, std::string>> out;
-  for (auto const& name : names) out.emplace_back(name, joined_field_values(req, name));
+  for (auto const& name : names) out.emplace_back(name, normalized_vary_value(name, joined_field_values(req, name)));
   return out;
+}
+
+// Whether the request selects the variant `e` was stored for.
+inline bool vary_matches(cached_response const& e, http::request_header<> const& req) {
+  for (auto const& [name, value] : e.vary)
+    if (normalized_vary_value(name, joined_field_values(req, name)) != value) return false;
+  return true;
+}
+
+// Which of `slots` variant keys the request's values for the fields `e`
+// varies on select (FNV-1a: the same in every process that shares a store).
+// Variants that share a slot replace each other; they never answer for
+// each other, as each entry keeps its own values.
+inline std::size_t vary_slot(cached_response const& e, http::request_header<> const& req, std::size_t slots) {
+  std::uint64_t h = 14695981039346656037ull;
+  auto const mix = [&](std::string_view s) {
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull; // ends each value: ("a", "") differs from ("", "a")
+  };
+  for (auto const& item : e.vary) mix(normalized_vary_value(item.first, joined_field_values(req, item.first)));
+  return static_cast<std::size_t>(h % slots);
 }
 
 // Whether a stored entry may answer this request: every requested tag was
@@ -177,9 +244,7 @@ inline bool entry_answers(cached_response const& e, std::span<resolved_tag const
     auto it = std::find_if(e.tags.begin(), e.tags.end(), [&](tag_version const& t) { return t.name == tags[i].name; });
     if (it == e.tags.end() || i >= versions.size() || (it->version != versions[i] && !soft_purged)) return false;
   }
-  for (auto const& [name, value] : e.vary)
-    if (joined_field_values(req, name) != value) return false;
-  return true;
+  return vary_matches(e, req);
 }
 
 // How an entry found by a lookup may be used at `now`.
@@ -201,17 +266,51 @@ inline staleness judge(cached_response const& e, bool soft_purged, cached_respon
   return {freshness::unusable, whole};
 }
 
-// A stale window from the response's Cache-Control directive, else the
-// configured one.
-inline std::chrono::seconds stale_window(http::response_header<> const& res, std::string_view directive,
-                                         std::chrono::seconds configured) {
-  for (auto const& f : all_of_field(res, http::field::cache_control)) {
-    auto arg = cache_directive(f.value(), directive);
-    long long n = 0;
-    if (arg && std::from_chars(arg->data(), arg->data() + arg->size(), n).ec == std::errc{} && n >= 0)
-      return std::chrono::seconds(n);
-  }
+// A stale window from the governing field's directive, else the
+// configured one; none at all for a response that must be revalidated
+// once stale (must-revalidate, proxy-revalidate: RFC 9111 §5.2.2.2, §5.2.2.8).
+inline std::chrono::seconds stale_window(http::response_header<> const& res, cache_options const& o,
+                                         std::string_view directive, std::chrono::seconds configured) {
+  auto const governing = governing_field(res, o);
+  if (directive_in(res, governing, "must-revalidate") || directive_in(res, governing, "proxy-revalidate"))
+    return std::chrono::seconds(0);
+  if (auto n = delta_seconds(directive_in(res, governing, directive))) return std::chrono::seconds(*n);
   return configured;
+}
+
+// The cache's own freshness lifetime from a targeted field (RFC 9213
+// §2.1: s-maxage, else max-age), when one governs and gives it.
+inline std::optional<std::chrono::seconds> targeted_lifetime(http::response_header<> const& res, cache_options const& o) {
+  auto const governing = governing_field(res, o);
+  if (governing == "Cache-Control") return std::nullopt;
+  auto n = delta_seconds(directive_in(res, governing, "s-maxage"));
+  if (!n) n = delta_seconds(directive_in(res, governing, "max-age"));
+  if (!n) return std::nullopt;
+  return std::chrono::seconds(*n);
+}
+
+// Whether a stored response may answer only after the handler validated
+// it (Cache-Control: no-cache without field names, RFC 9111 §5.2.2.4).
+inline bool needs_validation(http::response_header<> const& res, cache_options const& o) {
+  auto const arg = directive_in(res, governing_field(res, o), "no-cache");
+  return arg && arg->empty();
+}
+
+inline bool has_validator(cached_response const& e) {
+  return !e.header("ETag").empty() || !e.header("Last-Modified").empty();
+}
+
+// The stored header updated by a 304 (RFC 9111 §4.3.4): each field the 304
+// carries replaces the stored ones of that name; the status stays.
+inline http::response_header<> updated_header(cached_response const& e, http::response_header<> const& not_modified_res) {
+  http::response_header<> out;
+  out.result(e.status);
+  for (auto const& [n, v] : e.headers) out.insert(n, v);
+  for (auto const& f : not_modified_res)
+    if (stored_field(not_modified_res, f.name(), f.name_string())) out.erase(f.name_string());
+  for (auto const& f : not_modified_res)
+    if (stored_field(not_modified_res, f.name(), f.name_string())) out.insert(f.name_string(), f.value());
+  return out;
 }
 
 // IMF-fixdate (RFC 9110 §5.6.7).
@@ -315,6 +414,86 @@ inline bool not_modified(http::request_header<> const& req, cached_response cons
   return since && modified && *modified <= *since;
 }
 
+// A request's Cache-Control directives (RFC 9111 §5.2.1), honoured with
+// cache_options::honour_request_directives. Pragma: no-cache counts as
+// no-cache when there is no Cache-Control (§5.4).
+struct request_directives {
+  bool no_store = false;
+  bool no_cache = false;
+  bool only_if_cached = false;
+  std::optional<long long> max_age, min_fresh, max_stale; // max-stale without a value: any staleness
+};
+
+inline request_directives read_request_directives(http::request_header<> const& req) {
+  request_directives d;
+  constexpr std::string_view cc = "Cache-Control";
+  d.no_store = directive_in(req, cc, "no-store").has_value();
+  d.no_cache = directive_in(req, cc, "no-cache").has_value();
+  d.only_if_cached = directive_in(req, cc, "only-if-cached").has_value();
+  if (auto a = directive_in(req, cc, "max-age")) d.max_age = delta_seconds(a).value_or(0); // invalid: stale (§4.2.1)
+  if (auto a = directive_in(req, cc, "min-fresh")) d.min_fresh = delta_seconds(a);
+  if (auto a = directive_in(req, cc, "max-stale")) d.max_stale = a->empty() ? 2147483648LL : delta_seconds(a).value_or(0);
+  if (req.find(http::field::cache_control) == req.end())
+    for (auto const& f : all_of_field(req, http::field::pragma))
+      d.no_cache = d.no_cache || cache_directive(f.value(), "no-cache").has_value();
+  return d;
+}
+
+// A single byte range of a stored body (RFC 9110 §14.1.2), inclusive.
+struct byte_range {
+  std::size_t first = 0, last = 0;
+};
+
+// How a GET with Range is answered from a stored 200 (RFC 9110 §14.2):
+// the whole body (no Range, several ranges, another unit, a syntax error,
+// or an If-Range that does not match), one range as 206, or 416.
+enum class range_outcome { whole, partial, unsatisfiable };
+
+// If-Range holds when it is the entry's strong ETag, or its Last-Modified
+// exactly (RFC 9110 §13.1.5: strong comparison).
+inline bool if_range_holds(http::request_header<> const& req, cached_response const& e) {
+  auto const it = req.find(http::field::if_range);
+  if (it == req.end()) return true;
+  auto const v = trim(it->value());
+  if (v.starts_with("\"") || v.starts_with("W/")) return !v.starts_with("W/") && v == e.header("ETag");
+  return !e.header("Last-Modified").empty() && v == e.header("Last-Modified");
+}
+
+inline range_outcome requested_range(http::request_header<> const& req, cached_response const& e, byte_range& out) {
+  auto const it = req.find(http::field::range);
+  if (it == req.end() || req.method() != http::verb::get || e.status != 200 || !if_range_holds(req, e)) return range_outcome::whole;
+  auto spec = trim(it->value());
+  if (spec.size() < 6 || !iequals(spec.substr(0, 6), "bytes=")) return range_outcome::whole;
+  spec = trim(spec.substr(6));
+  auto const dash = spec.find('-');
+  if (dash == std::string_view::npos || spec.find(',') != std::string_view::npos) return range_outcome::whole;
+  auto const first_text = trim(spec.substr(0, dash)), last_text = trim(spec.substr(dash + 1));
+  auto const first = whole_number(first_text), last = whole_number(last_text);
+  auto const size = e.body.size();
+  if (first_text.empty()) { // a suffix: the last N bytes
+    if (!last) return range_outcome::whole;
+    if (*last == 0 || size == 0) return range_outcome::unsatisfiable;
+    out = {size - std::min<std::size_t>(size, static_cast<std::size_t>(*last)), size - 1};
+    return range_outcome::partial;
+  }
+  if (!first || (!last_text.empty() && (!last || *last < *first))) return range_outcome::whole; // invalid: ignored
+  if (static_cast<std::size_t>(*first) >= size) return range_outcome::unsatisfiable;
+  out = {static_cast<std::size_t>(*first), last ? std::min(size - 1, static_cast<std::size_t>(*last)) : size - 1};
+  return range_outcome::partial;
+}
+
+// The request a fill gives the handler: for the whole representation,
+// whatever the client's Range and conditionals (the entry answers those),
+// or when `stored` is set, conditional on its validators (RFC 9111 §4.3.1).
+inline void ask_for_whole(http::request_header<>& req, cached_response const* stored) {
+  for (auto f : {http::field::range, http::field::if_range, http::field::if_none_match, http::field::if_modified_since,
+                 http::field::if_match, http::field::if_unmodified_since})
+    req.erase(f);
+  if (stored == nullptr) return;
+  if (auto etag = stored->header("ETag"); !etag.empty()) req.set(http::field::if_none_match, etag);
+  if (auto modified = stored->header("Last-Modified"); !modified.empty()) req.set(http::field::if_modified_since, modified);
+}
+
 // Cache-Control with a max-age of at most `max_age` seconds, as Django's
 // patch_cache_control: added when missing, its value replaced in place when
 // larger (or not a number, or whatever it was unless `keep_smaller`); every
@@ -345,10 +524,7 @@ inline std::string with_max_age(std::string_view cache_control, long long max_ag
 // (§1.2.2).
 inline std::chrono::seconds initial_age(http::response_header<> const& res, std::chrono::system_clock::time_point now) {
   constexpr long long cap = 2147483648LL;
-  long long age = 0;
-  auto const a = trim(res[http::field::age]);
-  if (!a.empty() && std::all_of(a.begin(), a.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    age = a.size() > 10 ? cap : std::min(cap, std::stoll(std::string(a)));
+  long long age = whole_number(trim(res[http::field::age])).value_or(0);
   if (auto const date = parse_http_date(res[http::field::date]); date && *date < now)
     age = std::max<long long>(age, std::min<long long>(cap, std::chrono::duration_cast<std::chrono::seconds>(now - *date).count()));
   return std::chrono::seconds(age);

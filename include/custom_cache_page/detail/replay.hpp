@@ -17,6 +17,7 @@
 #include <boost/beast/http/status.hpp>
 #include <boost/optional.hpp>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstdint>
@@ -56,13 +57,20 @@ private:
   std::string heap_;
 };
 
+// Which bytes of a stored body an answer sends.
+struct byte_span {
+  std::size_t offset = 0, length = std::string::npos;
+  std::string_view of(std::string_view body) const { return body.substr(std::min(offset, body.size()), length); }
+};
+
 // The header of a replayed answer: the entry's block, or its validators'
 // part for a 304, then `tail` (the fields of this answer and the blank line).
 class replay_fields {
 public:
   std::shared_ptr<cached_response const> entry;
-  bool validators_only = false; // a 304
+  bool validators_only = false; // a 304 or a 416
   bool send_body = true;        // false for HEAD and 304
+  byte_span part{0, std::string::npos}; // the part of the body sent (a 206)
   bool persistent = true;      // the connection stays open after this answer
   answer_text tail;
 
@@ -129,9 +137,10 @@ struct replay_body {
 
     boost::optional<std::pair<const_buffers_type, bool>> get(boost::beast::error_code& ec) {
       ec = {};
-      if (done_ || !f_.send_body || f_.entry->body.empty()) return boost::none;
+      auto const bytes = f_.part.of(f_.entry->body);
+      if (done_ || !f_.send_body || bytes.empty()) return boost::none;
       done_ = true;
-      return std::make_pair(const_buffers_type(f_.entry->body.data(), f_.entry->body.size()), false);
+      return std::make_pair(const_buffers_type(bytes.data(), bytes.size()), false);
     }
 
   private:
