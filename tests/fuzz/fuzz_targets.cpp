@@ -7,9 +7,10 @@
 //               values: request_view, the key helpers, a cached handler
 //   surrogates  normalize_surrogate and every CDN tag header emitter
 //   config      backend URLs (registry, redis, CDNs) and the JSON configuration
-//   engine      sequences of requests, invalidations (some failing) and
-//               unsafe requests through cache_page: nothing served after an
-//               invalidation may predate it
+//   engine      sequences of requests (four Accept-Language values, three
+//               variants), invalidations (some failing) and unsafe requests
+//               through cache_page: nothing served after an invalidation
+//               may predate it, no variant answers for another
 //
 // A finding aborts (libFuzzer keeps the input); each becomes a test.
 #include <custom_cache_page/cdn.hpp>
@@ -190,6 +191,12 @@ struct catalog {
   }
 };
 
+// Accept-Language values, some the same variant once normalised.
+constexpr char const* languages[] = {"en", "fr", "EN ", "de ,fr"};
+std::string language_of(http::request<http::string_body> const& req) {
+  return ccp::detail::normalized_vary_value("accept-language", req[http::field::accept_language]);
+}
+
 void fuzz_engine(std::string_view data) {
   auto store = std::make_shared<flaky_store>();
   auto& down = *store->down;
@@ -201,7 +208,8 @@ void fuzz_engine(std::string_view data) {
     ctx.add_tag("t" + std::to_string(page));
     ctx.add_tag("t" + std::to_string((page + 1) % 3));
     http::response<http::string_body> res{http::status::ok, req.version()};
-    res.body() = db.render(page);
+    res.set(http::field::vary, "Accept-Language");
+    res.body() = db.render(page) + " " + language_of(req);
     res.prepare_payload();
     return res;
   };
@@ -212,9 +220,11 @@ void fuzz_engine(std::string_view data) {
     switch ((op / 3) % 6) {
     case 0:
     case 1: {
-      auto got = ccp_test::receive(cached(ccp_test::make_request(http::verb::get, target)));
-      if (got.response.result() == http::status::ok && got.body() != db.render(n))
-        finding("served data older than an invalidation", got.body() + " instead of " + db.render(n));
+      auto req = ccp_test::make_request(http::verb::get, target, {{"Accept-Language", languages[(op >> 5) % 4]}});
+      auto const expected = db.render(n) + " " + language_of(req);
+      auto got = ccp_test::receive(cached(std::move(req)));
+      if (got.response.result() == http::status::ok && got.body() != expected)
+        finding("served data older than an invalidation, or another variant's", got.body() + " instead of " + expected);
       break;
     }
     case 2:

@@ -89,7 +89,7 @@ struct runner {
     for (auto const& t : en.tags()) e->tags.push_back({t.name, 7, t.versioned, t.guard});
     if (!f.vary_language.empty()) e->vary = {{"accept-language", f.vary_language}};
     if (f.etag) {
-      e->headers = {{"ETag", "\"e1\""}, {"X-Old", "1"}};
+      e->headers = {{"ETag", "\"e1\""}, {"X-Old", "1"}, {"Date", ccp::detail::http_date(t0 - 1h)}};
       e->revalidate_for = 60s;
     }
     return e;
@@ -399,7 +399,11 @@ TEST_CASE("engine: a 304 from the handler refreshes the stale entry it validated
   CHECK(a.building->header("X-Old") == "2");
   CHECK(a.building->header("ETag") == "\"e1\"");
   CHECK(a.building->header("Cache-Control") == "max-age=30");
-  CHECK(a.building->expires_at == run.t0 + 300s); // the timeout: the 304 carried no Date nor Age
+  // The 304 carried no Date: it is dated on receipt (RFC 9110 §6.6.1), not
+  // left with the stored one (an hour old, past the timeout).
+  CHECK(a.building->header("Date") == ccp::detail::http_date(run.t0));
+  CHECK(a.building->stored_at == run.t0);
+  CHECK(a.building->expires_at == run.t0 + 300s); // the timeout
   a = run.en.stored(store_outcome::stored, a.building);
   CHECK(run.en.params() == "fwd=stale; fwd-status=304; stored");
 

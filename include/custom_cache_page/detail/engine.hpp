@@ -524,6 +524,8 @@ private:
     auto merged = updated_header(*validate_, res);
     if (o_.patch_response_headers && res.find(http::field::expires) == res.end())
       merged.erase(http::field::expires); // the one patched in for the old expiry
+    if (res.find(http::field::date) == res.end())
+      merged.set(http::field::date, http_date(now)); // the 304's, as a recipient dates it (RFC 9110 §6.6.1)
     lifetime life;
     if (auto why = storable(merged, validate_->body.size(), ctx, now, life)) {
       stats_.not_stored(*why);
