@@ -11,6 +11,7 @@
 #include <custom_cache_page/entry.hpp>
 #include <custom_cache_page/error.hpp>
 #include <custom_cache_page/fill_context.hpp>
+#include <custom_cache_page/freshness.hpp>
 #include <custom_cache_page/indexes/memory_index.hpp>
 #include <custom_cache_page/indexes/null_index.hpp>
 #include <custom_cache_page/keys.hpp>

@@ -40,20 +40,25 @@ using namespace std::chrono_literals;
 using reply = http::response<http::string_body>;
 using header_list = std::vector<std::pair<std::string, std::string>>;
 
-// The server's path, or the policy of server_required.hpp when it is missing.
-inline std::string catalog_server_program() {
-#ifdef CCP_CATALOG_SERVER
-  std::string const path = CCP_CATALOG_SERVER;
-#else
-  std::string const path;
-#endif
+// The path of an example the build made (`path`, empty when it was not
+// configured), or the policy of server_required.hpp when it is missing.
+inline std::string built_example(std::string const& path, std::string_view name) {
   if (!path.empty() && ::access(path.c_str(), X_OK) == 0) return path;
-  std::string const message = "catalog_server was not built (configure with CUSTOM_CACHE_PAGE_BUILD_EXAMPLES=ON)";
+  std::string const message = std::string(name) + " was not built (configure with CUSTOM_CACHE_PAGE_BUILD_EXAMPLES=ON)";
   if (ccp_test::running_under_ci()) throw std::runtime_error(message + ": under CI a missing server is a failure");
   std::fprintf(stderr, "SKIPPED: %s\n", message.c_str());
   std::fflush(stderr);
   std::_Exit(77);
 }
+
+inline std::string catalog_server_program() {
+#ifdef CCP_CATALOG_SERVER
+  return built_example(CCP_CATALOG_SERVER, "catalog_server");
+#else
+  return built_example({}, "catalog_server");
+#endif
+}
+
 
 // One request on a connection of its own; every step within 5 s.
 inline reply exchange(std::uint16_t port, http::verb method, std::string const& target, std::string body = {},
@@ -175,6 +180,17 @@ inline bool cache_status_has(reply const& r, std::string_view param) {
     rest.remove_prefix(end + 1);
   }
   return false;
+}
+
+// A miss that stored, then a hit with the same body.
+inline void check_stored_then_hit(reply const& first, reply const& second) {
+  REQUIRE(first.result() == http::status::ok);
+  REQUIRE(second.result() == http::status::ok);
+  INFO("first: " << field(first, "Cache-Status") << "; second: " << field(second, "Cache-Status"));
+  CHECK(cache_status_has(first, "fwd=miss"));
+  CHECK(cache_status_has(first, "stored"));
+  CHECK(cache_status_has(second, "hit"));
+  CHECK(first.body() == second.body());
 }
 
 // The string value of "key" in a flat JSON object (the server's own output).
