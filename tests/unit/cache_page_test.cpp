@@ -741,7 +741,7 @@ TEMPLATE_TEST_CASE("backends by registered name and the default registry's free 
 
 // RFC 9111 §4.1: a response selected by Vary is stored per variant, so
 // clients that alternate values all hit; the values compare normalised.
-TEMPLATE_TEST_CASE("Vary: variants are kept side by side, normalised, and bounded per key", "[cache_page][rfc9111]", ccp_test::sync_front, ccp_test::async_front) {
+TEMPLATE_TEST_CASE("Vary: variants are kept side by side, normalised, and bounded per key (RFC 9111 4.1)", "[cache_page][rfc9111]", ccp_test::sync_front, ccp_test::async_front) {
   harness<TestType> h;
   h.respond = [](auto const& req, auto& res, auto&) {
     res.set(http::field::vary, "Accept-Language");
@@ -772,7 +772,7 @@ TEMPLATE_TEST_CASE("Vary: variants are kept side by side, normalised, and bounde
 // revalidated through the handler; its 304 refreshes the entry, which keeps
 // its body and takes the 304's fields; a 200 replaces it. A stored
 // no-cache response is validated before every answer (§5.2.2.4).
-TEMPLATE_TEST_CASE("revalidation: the handler's 304 refreshes a stale entry without a new body", "[cache_page][rfc9111]", ccp_test::sync_front, ccp_test::async_front) {
+TEMPLATE_TEST_CASE("revalidation: the handler's 304 refreshes a stale entry without a new body (RFC 9111 4.3.4)", "[cache_page][rfc9111]", ccp_test::sync_front, ccp_test::async_front) {
   harness<TestType> h;
   auto version = std::make_shared<std::string>("v1");
   auto seen = std::make_shared<std::vector<std::string>>(); // If-None-Match of each call
@@ -814,7 +814,7 @@ TEMPLATE_TEST_CASE("revalidation: the handler's 304 refreshes a stale entry with
 
 // RFC 9110 §14.2, §13.1.5: one byte range of a stored 200 is answered 206,
 // a range past the end 416, and If-Range that does not match the whole.
-TEMPLATE_TEST_CASE("Range: single byte ranges are answered 206 from the entry, If-Range honoured", "[cache_page][rfc9110]", ccp_test::sync_front, ccp_test::async_front) {
+TEMPLATE_TEST_CASE("Range: single byte ranges are answered 206 from the entry, If-Range honoured (RFC 9110 14.2, 13.1.5)", "[cache_page][rfc9110]", ccp_test::sync_front, ccp_test::async_front) {
   harness<TestType> h;
   auto ranges = std::make_shared<std::vector<std::string>>();
   h.respond = [ranges](auto const& req, auto& res, auto&) {
@@ -847,7 +847,7 @@ TEMPLATE_TEST_CASE("Range: single byte ranges are answered 206 from the entry, I
 }
 
 // RFC 9111 §5.2.1: the request's directives, honoured on demand only.
-TEMPLATE_TEST_CASE("request directives are ignored unless honour_request_directives", "[cache_page][rfc9111]", ccp_test::sync_front, ccp_test::async_front) {
+TEMPLATE_TEST_CASE("request directives are ignored unless honour_request_directives (RFC 9111 5.2.1)", "[cache_page][rfc9111]", ccp_test::sync_front, ccp_test::async_front) {
   harness<TestType> h;
   auto ignoring = h.wrap();
   get(ignoring, "/d");
@@ -873,7 +873,7 @@ TEMPLATE_TEST_CASE("request directives are ignored unless honour_request_directi
 }
 
 // RFC 9213: a targeted field governs this cache; Cache-Control goes downstream untouched.
-TEMPLATE_TEST_CASE("a targeted Cache-Control field takes precedence for the cache's own storing", "[cache_page][rfc9213]", ccp_test::sync_front, ccp_test::async_front) {
+TEMPLATE_TEST_CASE("a targeted Cache-Control field takes precedence for the cache's own storing (RFC 9213 2.1)", "[cache_page][rfc9213]", ccp_test::sync_front, ccp_test::async_front) {
   harness<TestType> h;
   h.respond = [](auto const& req, auto& res, auto&) {
     if (req.target() == "/edge-only") {
@@ -898,4 +898,23 @@ TEMPLATE_TEST_CASE("a targeted Cache-Control field takes precedence for the cach
   auto untargeted = plain.wrap();
   get(untargeted, "/edge-only");
   CHECK(get(untargeted, "/edge-only").cache_status() == "custom_cache_page; fwd=miss; detail=no-store");
+}
+
+// RFC 9110 5.6.7: If-Modified-Since in each of the three HTTP-date forms
+// answers 304 from the entry; RFC 9111 4.2.1 with far-future dates: a
+// response that Expires in 2286 (past the clock's nanoseconds) is stored
+// and hit, its lifetime clamped.
+TEMPLATE_TEST_CASE("If-Modified-Since in all three date forms, and Expires in 2286 (RFC 9110 5.6.7, RFC 9111 4.2.1)", "[cache_page][rfc9110]", ccp_test::sync_front, ccp_test::async_front) {
+  harness<TestType> h;
+  h.respond = [](auto const&, auto& res, auto&) {
+    res.set(http::field::last_modified, "Sun, 06 Nov 1994 08:49:37 GMT");
+    res.set(http::field::expires, "Fri, 01 Jan 2286 00:00:00 GMT");
+  };
+  auto cached = h.wrap({.timeout = [](auto const& res) { return ccp::freshness_lifetime(res); }, .patch_response_headers = false});
+  get(cached, "/d");
+  for (char const* since : {"Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"})
+    CHECK(get(cached, "/d", {{"If-Modified-Since", since}}).response.result_int() == 304);
+  CHECK(get(cached, "/d", {{"If-Modified-Since", "Sat, 05 Nov 1994 08:49:37 GMT"}}).response.result_int() == 200);
+  CHECK_THAT(get(cached, "/d").cache_status(), Catch::Contains("hit; ttl=2147483648"));
+  CHECK(*h.calls == 1);
 }

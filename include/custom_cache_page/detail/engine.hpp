@@ -10,6 +10,7 @@
 //
 //   start ─► lookup ─► fresh: answer_entry
 //              │       stale inside SWR: try_lead ─► lock ─► (lead) │ answer stale
+//              │       another Vary variant: lookup under its variant key (once)
 //              ▼
 //            miss ─► join ─► following: wait_flight ─► lookup ─► answer │ fill
 //                      │
@@ -19,6 +20,10 @@
 //                      ▼
 //                    fill: snapshot? ─► call_handler ─► store ─► answer_entry
 //                                                     └► (mark_pass) answer_response (not storable)
+//
+// A fill asks the handler for the whole representation; one that refills
+// a stale entry with a validator asks conditionally, and the handler's 304
+// stores that entry again, refreshed, with its body (revalidated).
 //
 // A pass marker (another process's fill found the response not storable a
 // moment ago) makes a miss run the handler at once: no flight, no lock, no
